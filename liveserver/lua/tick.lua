@@ -1,0 +1,39 @@
+-- tick.lua: one node's per-tick report for one room; returns the room-wide counters.
+--
+-- KEYS[1]  lc:{room}:likes   room like total (string counter)
+-- KEYS[2]  lc:{room}:online  hash node -> viewers on that node
+-- KEYS[3]  lc:{room}:nodes   zset node -> last heartbeat ms (Redis TIME)
+-- ARGV[1]  node id
+-- ARGV[2]  likes taken on this node since its last tick (>= 0)
+-- ARGV[3]  viewers on this node now (0 removes the node from the room)
+-- ARGV[4]  node ttl ms: a node silent for longer is dead and its viewers drop out
+--
+-- Reply: {likes_total, online_total}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local likes = redis.call('INCRBY', KEYS[1], ARGV[2])
+
+local count = tonumber(ARGV[3])
+if count > 0 then
+  redis.call('HSET', KEYS[2], ARGV[1], count)
+  redis.call('ZADD', KEYS[3], now, ARGV[1])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+
+local cutoff = now - tonumber(ARGV[4])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', cutoff)
+for _, node in ipairs(dead) do
+  redis.call('HDEL', KEYS[2], node)
+end
+if #dead > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
+end
+
+local online = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
+  online = online + tonumber(v)
+end
+return {likes, online}

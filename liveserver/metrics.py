@@ -1,0 +1,28 @@
+"""Prometheus metrics of one node (a registry per app, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("liveserver_connections", "Open viewer websockets on this node", registry=r)
+        self.rooms = Gauge("liveserver_rooms", "Rooms with viewers on this node", registry=r)
+        self.frames_sent = Counter("liveserver_frames_sent", "Batch frames queued to viewers", registry=r)
+        self.events_in = Counter("liveserver_events_in", "Room events read from Redis streams", registry=r)
+        self.ops = Counter("liveserver_ops", "Client ops handled", ["op", "result"], registry=r)
+        self.tick_seconds = Histogram(
+            "liveserver_tick_seconds",
+            "Duration of one hub tick",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.danmaku_dropped = Counter("liveserver_danmaku_dropped", "Danmaku not relayed by the storm cap", registry=r)
+        self.slow_closes = Counter("liveserver_slow_closes", "Viewers closed with 4408 (too slow)", registry=r)
+        self.abuse_closes = Counter("liveserver_abuse_closes", "Viewers closed with 4429 (abuse)", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,138 @@
+"""What one viewer connection does with the frames it receives (no websocket I/O here).
+
+`ViewerSession.receive` takes one raw frame and queues the answer (reply, pong, error)
+on the viewer. Bad input gets the documented error and the connection stays open;
+repeated abuse sets close code 4429.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from protocol import ClientOp, CloseCode, ErrorCode, ProtocolError, frames, parse_op
+
+from .config import Settings
+from .engine import Muted, RoomEngine
+from .errors import OpError
+from .hub import RoomHub
+from .metrics import Metrics
+from .ratelimit import TokenBucket
+from .viewer import Viewer
+
+log = logging.getLogger("liveserver.session")
+
+ABUSE_WINDOW_S = 10.0
+
+OpHandler = Callable[["ViewerSession", ClientOp], Awaitable[dict[str, Any]]]
+
+
+class ViewerSession:
+    def __init__(
+        self,
+        viewer: Viewer,
+        room: str,
+        hub: RoomHub,
+        engine: RoomEngine,
+        settings: Settings,
+        metrics: Metrics,
+        handlers: dict[str, OpHandler],
+    ) -> None:
+        self.viewer = viewer
+        self.room = room
+        self.hub = hub
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.handlers = handlers
+        self.op_bucket = TokenBucket(settings.op_rate_per_s, settings.op_rate_per_s * 2)
+        self.danmaku_bucket = TokenBucket(settings.danmaku_rate_per_s, settings.danmaku_burst)
+        self._errors: deque[float] = deque()
+
+    @property
+    def user(self) -> str:
+        return self.viewer.identity.id
+
+    async def receive(self, data: bytes | str) -> None:
+        """Handle one frame from the client; never raises."""
+        op: ClientOp | None = None
+        try:
+            if len(data) > self.settings.max_frame:
+                raise ProtocolError(ErrorCode.TOO_LONG, f"frame is over {self.settings.max_frame} bytes")
+            # A JSON client may send its JSON in a binary frame: the codec accepts both.
+            frame = self.viewer.codec.decode(data)
+            op = parse_op(frame)
+            if not self.op_bucket.take():
+                raise OpError(ErrorCode.RATE_LIMITED, "too many frames; slow down")
+            result = await self._dispatch(op)
+            if result is not None and op.id is not None:
+                self.viewer.push_control(self.viewer.codec.encode(frames.reply_ok(op.id, result)))
+            self.metrics.ops.labels(op.op, "ok").inc()
+        except ProtocolError as exc:
+            self._refuse(exc.frame_id, exc.code, exc.message, {})
+        except OpError as exc:
+            self._refuse(op.id if op else None, exc.code, exc.message, exc.extra, op.op if op else None)
+        except Exception:
+            log.exception("op failed")
+            self._refuse(op.id if op else None, ErrorCode.INTERNAL, "internal error", {}, op.op if op else None)
+
+    def _refuse(self, fid: int | str | None, code: ErrorCode, message: str, extra: dict[str, Any], op: str | None = None) -> None:
+        self.metrics.ops.labels(op or "invalid", str(code)).inc()
+        if fid is not None:
+            out = frames.reply_error(fid, code, message, **extra)
+        else:
+            out = frames.error(code, message)
+        self.viewer.push_control(self.viewer.codec.encode(out))
+        # Business refusals (sold out, limit) are normal; malformed or excess input is abuse.
+        if code in (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LONG, ErrorCode.RATE_LIMITED):
+            now = time.monotonic()
+            self._errors.append(now)
+            while self._errors and now - self._errors[0] > ABUSE_WINDOW_S:
+                self._errors.popleft()
+            if len(self._errors) >= self.settings.abuse_errors:
+                self.metrics.abuse_closes.inc()
+                self.viewer.close(CloseCode.ABUSE)
+
+    async def _dispatch(self, op: ClientOp) -> dict[str, Any] | None:
+        if op.op == "ping":
+            server_ms = int(time.time() * 1000)
+            self.viewer.push_control(self.viewer.codec.encode(frames.pong(op.args.get("client_ms"), server_ms)))
+            return None
+        if op.op == "like":
+            self.hub.like(self.viewer, op.args["n"])
+            return {}
+        if op.op == "danmaku":
+            return await self._danmaku(op)
+        handler = self.handlers.get(op.op)
+        if handler is None:
+            raise OpError(ErrorCode.NOT_FOUND, f"{op.op}: nothing to {op.op} in this room yet")
+        return await handler(self, op)
+
+    async def _danmaku(self, op: ClientOp) -> dict[str, Any]:
+        identity = self.viewer.identity
+        if identity.is_guest and not self.settings.guest_danmaku:
+            raise OpError(ErrorCode.UNAUTHORIZED, "sign in to send danmaku")
+        text = " ".join(op.args["text"].split())
+        if not text:
+            raise OpError(ErrorCode.BAD_REQUEST, "danmaku: text is empty")
+        if len(text) > self.settings.max_danmaku_len:
+            raise OpError(ErrorCode.TOO_LONG, f"danmaku is longer than {self.settings.max_danmaku_len} characters")
+        lowered = text.lower()
+        for word in self.settings.blocked_words:
+            if word in lowered:
+                raise OpError(ErrorCode.BLOCKED_WORD, "danmaku contains a blocked word")
+        if not self.danmaku_bucket.take():
+            raise OpError(ErrorCode.RATE_LIMITED, "danmaku too fast; wait a moment")
+        body: dict[str, Any] = {"user": identity.id, "name": identity.name, "text": text, "role": identity.role}
+        if identity.badge:
+            body["badge"] = identity.badge
+        try:
+            offset, ts = await self.engine.publish(self.room, "danmaku", body, mute_user=identity.id)
+        except Muted as exc:
+            raise OpError(ErrorCode.MUTED, "you are muted", until_ms=exc.until_ms) from None
+        after = self.handlers.get("_after_danmaku")
+        if after is not None:
+            await after(self, ClientOp(op="danmaku", id=None, args={"text": text}))
+        return {"offset": offset, "ts": ts}

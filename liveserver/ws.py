@@ -1,0 +1,116 @@
+"""The viewer websocket `/ws/rooms/{room}`: authentication, then a reader loop (frames in
+-> session) and a writer task (viewer queue -> socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from protocol import CloseCode, choose_codec, parse_offset
+
+from .auth import AuthError, guest, verify
+from .keys import valid_room
+from .services import Services
+from .session import ViewerSession
+from .viewer import Viewer
+
+log = logging.getLogger("liveserver.ws")
+
+_conn_ids = itertools.count(1)
+_NODE_TAG = os.urandom(3).hex()
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def viewer_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    settings = services.settings
+    room = websocket.path_params["room"]
+    params = websocket.query_params
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    codec = choose_codec(offered)
+    await websocket.accept(subprotocol=codec.subprotocol if codec.subprotocol in offered else None)
+
+    conn_id = f"{_NODE_TAG}-{next(_conn_ids)}"
+    token = params.get("token")
+    if token:
+        try:
+            identity = verify(settings.secret, token)
+        except AuthError as exc:
+            await websocket.close(CloseCode.BAD_TOKEN, str(exc)[:120])
+            return
+    else:
+        identity = guest(conn_id)
+    if not valid_room(room) or not await services.engine.room_exists(room):
+        await websocket.close(CloseCode.NO_SUCH_ROOM, "no such room")
+        return
+    if not identity.is_guest and await services.engine.is_banned(room, identity.id):
+        await websocket.close(CloseCode.BANNED, "banned from this room")
+        return
+
+    since = params.get("since")
+    epoch = params.get("epoch")
+    if since is not None and parse_offset(since) is None:
+        since = None  # a malformed offset is treated as a fresh join
+
+    viewer = Viewer(conn_id, identity, codec, settings.viewer_buffer)
+    session = ViewerSession(viewer, room, services.hub, services.engine, settings, services.metrics, services.op_handlers)
+    writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
+    try:
+        await services.hub.join(viewer, room, since, epoch)
+        reader = asyncio.create_task(_read(websocket, session), name=f"reader-{conn_id}")
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if writer in done:
+            reader.cancel()
+        elif viewer.close_code is None:
+            writer.cancel()  # the client went away
+        else:  # the session asked to close (4429): let the writer send the close frame
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), CLOSE_TIMEOUT_S * 2)
+        for task in (reader, writer):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    finally:
+        services.hub.leave(viewer)
+        writer.cancel()
+
+
+async def _read(websocket: WebSocket, session: ViewerSession) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        await session.receive(data)
+        if session.viewer.close_code is not None:
+            return
+
+
+async def _write(websocket: WebSocket, viewer: Viewer) -> None:
+    """Drain the viewer queue to the socket; on a close code, close with it."""
+    try:
+        while True:
+            batch = await viewer.next_frames()
+            if not batch:
+                break
+            for data in batch:
+                if isinstance(data, str):
+                    await websocket.send_text(data)
+                else:
+                    await websocket.send_bytes(data)
+                viewer.sent(data)
+                if viewer.close_code is not None:
+                    break
+        code = viewer.close_code or 1000
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT_S)
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+        pass
+    finally:
+        viewer.closed = True

@@ -1,0 +1,94 @@
+"""The two codecs of the viewer websocket: `lc1.json` (text) and `lc1.msgpack` (binary).
+
+Both carry the same maps. `decode` only turns bytes into a map; what the map must
+contain is checked by `protocol.ops`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import msgpack
+
+from .codes import ErrorCode, ProtocolError
+
+JSON_SUBPROTOCOL = "lc1.json"
+MSGPACK_SUBPROTOCOL = "lc1.msgpack"
+
+
+class Codec(Protocol):
+    subprotocol: str
+    binary: bool
+
+    def encode(self, frame: dict[str, Any]) -> bytes | str: ...
+
+    def decode(self, data: bytes | str) -> dict[str, Any]: ...
+
+
+def _require_map(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a map")
+    if not all(isinstance(k, str) for k in value):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame keys must be strings")
+    return value
+
+
+class JsonCodec:
+    subprotocol = JSON_SUBPROTOCOL
+    binary = False
+
+    def __init__(self) -> None:
+        # Compact separators: every byte is sent to thousands of viewers.
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def encode(self, frame: dict[str, Any]) -> str:
+        return self._encoder.encode(frame)
+
+    def decode(self, data: bytes | str) -> dict[str, Any]:
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"not valid JSON: {exc}") from None
+        return _require_map(value)
+
+
+class MsgpackCodec:
+    subprotocol = MSGPACK_SUBPROTOCOL
+    binary = True
+
+    def encode(self, frame: dict[str, Any]) -> bytes:
+        return msgpack.packb(frame, use_bin_type=True)
+
+    def decode(self, data: bytes | str) -> dict[str, Any]:
+        if isinstance(data, str):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "lc1.msgpack expects binary frames")
+        try:
+            # strict_map_key rejects non-string keys early; limits stop a small frame
+            # from declaring a huge container.
+            value = msgpack.unpackb(
+                data,
+                raw=False,
+                strict_map_key=True,
+                max_str_len=len(data),
+                max_bin_len=len(data),
+                max_array_len=len(data),
+                max_map_len=len(data),
+                max_ext_len=0,
+            )
+        except Exception as exc:  # msgpack raises many types for bad input
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"not valid msgpack: {type(exc).__name__}") from None
+        return _require_map(value)
+
+
+JSON = JsonCodec()
+MSGPACK = MsgpackCodec()
+CODECS: dict[str, Codec] = {JSON.subprotocol: JSON, MSGPACK.subprotocol: MSGPACK}
+
+
+def choose_codec(offered: list[str]) -> Codec:
+    """The codec for the first offered subprotocol we speak; JSON if none."""
+    for name in offered:
+        if name in CODECS:
+            return CODECS[name]
+    return JSON
