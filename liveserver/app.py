@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from protocol import ErrorCode
 
-from . import auth
+from . import auth, commerce, pages
 from .api import rooms as _rooms  # noqa: F401  (registers endpoints)
 from .api.base import API, error_response
 from .config import Settings
@@ -108,8 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             hub = RoomHub(engine, settings, node_id, metrics_, redis_url)
             services = Services(settings, redis, redis_url, engine, hub, metrics_, node_id)
             app.state.services = services
-            for extension in EXTENSIONS:
-                extension(services)
+            commerce.install(services)
             if settings.demo_room:
                 await ensure_demo_room(engine)
             hub.start()
@@ -130,7 +129,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/v1/openapi.json", openapi),
         WebSocketRoute("/ws/rooms/{room}", viewer_endpoint),
         *API.routes(),
-        *PAGE_ROUTES,
+        *pages.routes(),
     ]
     if PROTOCOL_JS.is_dir():
         routes.append(Mount("/protocol/js", StaticFiles(directory=PROTOCOL_JS), name="protocol-js"))
@@ -142,7 +141,3 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={HTTPException: http_error, Exception: http_error},
     )
 
-
-# Feature modules add op handlers and state sources here (see liveserver/commerce).
-EXTENSIONS: list[Any] = []
-PAGE_ROUTES: list[Any] = []
