@@ -34,6 +34,10 @@ def _require_map(value: Any) -> dict[str, Any]:
     return value
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 class JsonCodec:
     subprotocol = JSON_SUBPROTOCOL
     binary = False
@@ -47,9 +51,12 @@ class JsonCodec:
 
     def decode(self, data: bytes | str) -> dict[str, Any]:
         try:
-            value = json.loads(data)
+            # NaN/Infinity are not JSON (RFC 8259) and would be echoed back as invalid JSON.
+            value = json.loads(data, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"not valid JSON: {exc}") from None
+        except RecursionError:  # "[[[[..." deeper than the C scanner's recursion limit
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "not valid JSON: nested too deeply") from None
         return _require_map(value)
 
 

@@ -10,7 +10,7 @@ ZERO = "0-0"
 
 def parse_offset(value: str) -> tuple[int, int] | None:
     """(ms, seq) for a well-formed offset, else None."""
-    m = _OFFSET.match(value) if isinstance(value, str) else None
+    m = _OFFSET.fullmatch(value) if isinstance(value, str) else None  # `$` would allow "1-2\n"
     if m is None:
         return None
     ms, seq = int(m.group(1)), int(m.group(2))

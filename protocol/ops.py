@@ -7,6 +7,7 @@ checked by the server.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,16 @@ OP_FIELDS: dict[str, dict[str, tuple[str, bool, Any]]] = {
 DEFAULTS: dict[str, dict[str, Any]] = {"like": {"n": 1}, "buy": {"qty": 1}}
 
 OPS = frozenset(OP_FIELDS)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite number a JS client can read back: inf/NaN are not JSON (1e999 in a ping
+    would be echoed as `Infinity`), and huge ints fit neither msgpack nor a JS double."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def frame_id(frame: dict[str, Any]) -> int | str | None:
@@ -85,7 +96,7 @@ def parse_op(frame: dict[str, Any]) -> ClientOp:
             if not low <= value <= high:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be in {low}..{high}", fid)
         elif kind == _NUM:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be a number", fid)
+            if not _is_number(value):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be a finite number", fid)
         args[name] = value
     return ClientOp(op=op, id=fid, args=args)
