@@ -97,5 +97,6 @@ async def delete_danmaku(call: Call) -> dict[str, Any]:
     event = await call.services.engine.find_event(room, offset)
     if event is None or event["k"] != "danmaku":
         raise OpError(ErrorCode.NOT_FOUND, f"no danmaku at {offset}")
-    retract_offset, ts = await call.services.engine.publish(room, "retract", {"offset": offset})
+    # `target`, not `offset`: every event's own `offset` is its stream id (decode_entry).
+    retract_offset, ts = await call.services.engine.publish(room, "retract", {"target": offset})
     return {"retracted": offset, "offset": retract_offset, "ts": ts}
