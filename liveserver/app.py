@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from protocol import ErrorCode
 
 from . import auth, commerce, pages
+from .api import commerce as _commerce_api  # noqa: F401  (registers endpoints)
 from .api import rooms as _rooms  # noqa: F401  (registers endpoints)
 from .api.base import API, error_response
 from .config import Settings
@@ -98,24 +99,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
             embedded = EmbeddedRedis(settings.data_dir)
             redis_url = embedded.start()
         where = f"embedded, {embedded.socket} (AOF on)" if embedded else redis_url
-        redis = Redis.from_url(redis_url, decode_responses=True, health_check_interval=30)
+        # A bounded pool that waits for a free connection: a connect storm queues for a
+        # moment instead of failing with "Too many connections".
+        pool = BlockingConnectionPool.from_url(redis_url, decode_responses=True, health_check_interval=30,
+                                               max_connections=settings.redis_pool, timeout=10)
+        redis = Redis(connection_pool=pool)
         try:
             await redis.ping()
             node_id = secrets.token_hex(4)
             metrics_ = Metrics()
-            scripts = ScriptRunner(redis)
+            scripts = ScriptRunner(redis, settings.redis_wait_replicas)
             engine = RoomEngine(redis, scripts, settings.stream_maxlen)
             hub = RoomHub(engine, settings, node_id, metrics_, redis_url)
             services = Services(settings, redis, redis_url, engine, hub, metrics_, node_id)
             app.state.services = services
-            commerce.install(services)
+            app.state.commerce, scheduler = commerce.install(services, settings.scheduler)
             if settings.demo_room:
                 await ensure_demo_room(engine)
             hub.start()
+            if scheduler is not None:
+                scheduler.start()
             text = banner(settings, where, services)
             if text:
                 print(text, flush=True)
             yield
+            if scheduler is not None:
+                await scheduler.stop()
             await hub.stop()
         finally:
             await redis.aclose()

@@ -56,6 +56,8 @@ class Settings:
     order_ttl_s: int = 900
     redis_wait_replicas: int = 0
     demo_room: bool = True
+    scheduler: bool = True
+    redis_pool: int = 64
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -87,4 +89,6 @@ class Settings:
             order_ttl_s=_int("LIVESERVER_ORDER_TTL_S", 900, 1),
             redis_wait_replicas=_int("LIVESERVER_REDIS_WAIT_REPLICAS", 0, 0),
             demo_room=_bool("LIVESERVER_DEMO", True),
+            scheduler=_bool("LIVESERVER_SCHEDULER", True),
+            redis_pool=_int("LIVESERVER_REDIS_POOL", 64, 2),
         )

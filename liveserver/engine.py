@@ -78,14 +78,22 @@ class RoomEngine:
         body: dict[str, Any],
         mute_user: str = "",
         pins: dict[str, str] | None = None,
-    ) -> tuple[str, int]:
-        """Append one event; returns (offset, ts_ms). Raises Muted when `mute_user` is muted."""
+        once: tuple[str, str] | None = None,
+    ) -> tuple[str, int] | None:
+        """Append one event; returns (offset, ts_ms).
+
+        Raises Muted when `mute_user` is muted. With `once=(hash key, field)` the event is
+        published only by the first call that sets that field; later calls return None.
+        """
         keys = RoomKeys(room)
-        args: list[Any] = [kind, _dumps(body), self.stream_maxlen, mute_user, new_epoch()]
+        flag_key, flag = once or (keys.meta, "")
+        args: list[Any] = [kind, _dumps(body), self.stream_maxlen, mute_user, new_epoch(), flag]
         for field, value in (pins or {}).items():
             args += [field, value]
-        reply = await self.scripts.run("publish", [keys.events, keys.meta, keys.mutes], args)
+        reply = await self.scripts.run("publish", [keys.events, keys.meta, keys.mutes, flag_key], args)
         if int(reply[0]) == 0:
+            if reply[1] == "done":
+                return None
             raise Muted(int(reply[2]))
         return str(reply[1]), int(reply[2])
 
@@ -111,8 +119,9 @@ class RoomEngine:
         )
         return int(likes), int(total)
 
-    async def likes(self, room: str) -> int:
-        return int(await self.redis.get(RoomKeys(room).likes) or 0)
+    async def counters(self, room: str) -> tuple[int, int]:
+        """(likes, online) of a room as the tick sees them, without reporting a node."""
+        return await self.tick(room, "", 0, 0, 1 << 40)
 
     # -- moderation ------------------------------------------------------------------
     async def mute(self, room: str, user: str, until_ms: int) -> None:

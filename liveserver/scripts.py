@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Sequence
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 MAX_PIPELINE = 1000
+log = logging.getLogger("liveserver.scripts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +34,27 @@ class LuaScript:
         return cls(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
 
 
+@dataclass(slots=True)
+class Call:
+    script: LuaScript
+    keys: Sequence[str]
+    args: Sequence[Any]
+    future: "asyncio.Future[Any]"
+    durable: bool
+
+
 def _is_noscript(value: object) -> bool:
     return isinstance(value, NoScriptError) or (isinstance(value, ResponseError) and str(value).startswith("NOSCRIPT"))
 
 
 class ScriptRunner:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self._redis = redis
+        # With replicas, a pipeline holding a durable call (a buy) ends with WAIT, so the
+        # reply goes out only once N replicas have the reservation (see docs/commerce.md).
+        self._wait = (wait_replicas, wait_timeout_ms)
         self._scripts: dict[str, LuaScript] = {}
-        self._queue: list[tuple[LuaScript, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._queue: list[Call] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -55,11 +69,11 @@ class ScriptRunner:
             s = self.script(name)
             await self._redis.script_load(s.source)
 
-    def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> "asyncio.Future[Any]":
+    def run(self, name: str, keys: Sequence[str], args: Sequence[Any], durable: bool = False) -> "asyncio.Future[Any]":
         """Queue one call; the result (or the Redis error) arrives on the returned future."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((self.script(name), keys, args, fut))
+        self._queue.append(Call(self.script(name), keys, args, fut, durable))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -73,19 +87,19 @@ class ScriptRunner:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, calls: list[tuple[LuaScript, Sequence[str], Sequence[Any], asyncio.Future[Any]]]) -> None:
+    async def _send(self, calls: list[Call]) -> None:
         pending = calls
         for _attempt in range(3):
             try:
                 results = await self._execute(pending)
             except Exception as exc:  # connection lost etc.: every caller gets the error
-                for *_, fut in pending:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                for call in pending:
+                    if not call.future.done():
+                        call.future.set_exception(exc)
                 return
             retry = []
             for call, result in zip(pending, results):
-                fut = call[3]
+                fut = call.future
                 if fut.done():
                     continue
                 if _is_noscript(result):
@@ -96,15 +110,24 @@ class ScriptRunner:
                     fut.set_result(result)
             if not retry:
                 return
-            for script in {c[0].name: c[0] for c in retry}.values():
+            for script in {c.script.name: c.script for c in retry}.values():
                 await self._redis.script_load(script.source)
             pending = retry
-        for *_, fut in pending:
-            if not fut.done():
-                fut.set_exception(RuntimeError("script could not be loaded"))
+        for call in pending:
+            if not call.future.done():
+                call.future.set_exception(RuntimeError("script could not be loaded"))
 
-    async def _execute(self, calls: list[tuple[LuaScript, Sequence[str], Sequence[Any], asyncio.Future[Any]]]) -> list[Any]:
+    async def _execute(self, calls: list[Call]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
-        for script, keys, args, _ in calls:
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        return await pipe.execute(raise_on_error=False)
+        for call in calls:
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+        replicas, timeout_ms = self._wait
+        durable = replicas > 0 and any(c.durable for c in calls)
+        if durable:
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+        results = await pipe.execute(raise_on_error=False)
+        if durable:
+            acked = results.pop()
+            if isinstance(acked, int) and acked < replicas:
+                log.warning("WAIT: %d of %d replicas acknowledged within %d ms", acked, replicas, timeout_ms)
+        return results

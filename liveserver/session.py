@@ -132,7 +132,8 @@ class ViewerSession:
             offset, ts = await self.engine.publish(self.room, "danmaku", body, mute_user=identity.id)
         except Muted as exc:
             raise OpError(ErrorCode.MUTED, "you are muted", until_ms=exc.until_ms) from None
-        after = self.handlers.get("_after_danmaku")
+        reply: dict[str, Any] = {"offset": offset, "ts": ts}
+        after = self.handlers.get("_after_danmaku")  # e.g. keyword lottery entry
         if after is not None:
-            await after(self, ClientOp(op="danmaku", id=None, args={"text": text}))
-        return {"offset": offset, "ts": ts}
+            reply.update(await after(self, ClientOp(op="danmaku", id=None, args={"text": text})))
+        return reply

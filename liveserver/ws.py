@@ -45,11 +45,16 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
             return
     else:
         identity = guest(conn_id)
-    if not valid_room(room) or not await services.engine.room_exists(room):
-        await websocket.close(CloseCode.NO_SUCH_ROOM, "no such room")
-        return
-    if not identity.is_guest and await services.engine.is_banned(room, identity.id):
-        await websocket.close(CloseCode.BANNED, "banned from this room")
+    try:
+        if not valid_room(room) or not (room in services.hub.rooms or await services.engine.room_exists(room)):
+            await websocket.close(CloseCode.NO_SUCH_ROOM, "no such room")
+            return
+        if not identity.is_guest and await services.engine.is_banned(room, identity.id):
+            await websocket.close(CloseCode.BANNED, "banned from this room")
+            return
+    except Exception as exc:  # Redis unreachable or saturated: ask the client to come back
+        log.warning("refusing a viewer of %s: %s", room, exc)
+        await websocket.close(CloseCode.OVERLOADED, "try again shortly")
         return
 
     since = params.get("since")
@@ -61,7 +66,12 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
     session = ViewerSession(viewer, room, services.hub, services.engine, settings, services.metrics, services.op_handlers)
     writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
     try:
-        await services.hub.join(viewer, room, since, epoch)
+        try:
+            await services.hub.join(viewer, room, since, epoch)
+        except Exception as exc:
+            log.warning("join of %s failed: %s", room, exc)
+            await websocket.close(CloseCode.OVERLOADED, "try again shortly")
+            return
         reader = asyncio.create_task(_read(websocket, session), name=f"reader-{conn_id}")
         done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         if writer in done:

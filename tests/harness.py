@@ -159,16 +159,23 @@ def create_room(node: Node, room: str, products: list[dict[str, Any]] | None = N
 
 
 class Client:
-    """A viewer websocket client (JSON codec) with bounded waits."""
+    """A viewer websocket client (JSON codec by default) with bounded waits.
+
+    A reader task takes every frame off the socket: replies resolve their `request`,
+    batches update `state`/`events`, and every frame is also queued for `wait_for`.
+    """
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.welcome: dict[str, Any] = {}
         self.next_id = 0
-        self.backlog: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.offset = ""
+        self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._reader: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, node: Node, room: str, user: str | None = "u1", role: str = "viewer",
@@ -183,36 +190,58 @@ class Client:
         url = f"{node.ws}/ws/rooms/{room}" + ("?" + "&".join(params) if params else "")
         ws = await asyncio.wait_for(websockets.connect(url, subprotocols=[codec], max_size=None), 10)
         client = cls(ws)
-        first = await client.recv()
+        first = client._parse(await asyncio.wait_for(ws.recv(), 10))
         assert first["t"] == "welcome", first
         client.welcome = first
         client.state = dict(first["state"])
         client.offset = first["offset"]
+        client._reader = asyncio.create_task(client._read())
         return client
 
-    async def recv(self, timeout: float = 10) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    @staticmethod
+    def _parse(raw: Any) -> dict[str, Any]:
         if isinstance(raw, bytes):
             import msgpack
 
-            frame = msgpack.unpackb(raw, raw=False)
-        else:
-            frame = json.loads(raw)
-        if frame.get("t") == "batch":
-            self.state.update(frame["state"])
-            self.events.extend(frame["events"])
-            self.offset = frame["offset"]
-        return frame
+            return msgpack.unpackb(raw, raw=False)
+        return json.loads(raw)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = self._parse(raw)
+                if frame.get("t") == "batch":
+                    self.state.update(frame["state"])
+                    self.events.extend(frame["events"])
+                    self.offset = frame["offset"]
+                elif frame.get("t") == "reply":
+                    fut = self.pending.pop(frame.get("re"), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(frame)
+                self.frames.put_nowait(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(self.ws.close_code)
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError(f"closed with {self.ws.close_code}"))
+
+    async def recv(self, timeout: float = 10) -> dict[str, Any]:
+        return await asyncio.wait_for(self.frames.get(), timeout)
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(frame))
 
     async def request(self, op: str, timeout: float = 10, **fields: Any) -> dict[str, Any]:
-        """Send an op with an id and return its reply (other frames are kept)."""
+        """Send an op with an id and return its reply."""
         self.next_id += 1
         rid = self.next_id
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
         await self.send({"op": op, "id": rid, **fields})
-        return await self.wait_for(lambda f: f.get("t") == "reply" and f.get("re") == rid, timeout)
+        return await asyncio.wait_for(fut, timeout)
 
     async def wait_for(self, predicate: Any, timeout: float = 10) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -225,28 +254,27 @@ class Client:
                 return frame
 
     async def wait_event(self, kind: str, predicate: Any = lambda e: True, timeout: float = 10) -> dict[str, Any]:
-        for e in self.events:
-            if e["k"] == kind and predicate(e):
-                return e
-        found: list[dict[str, Any]] = []
-
-        def match(frame: dict[str, Any]) -> bool:
-            if frame.get("t") != "batch":
-                return False
-            for e in frame["events"]:
+        """The first event of `kind` matching `predicate`, already received or coming."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for e in self.events:
                 if e["k"] == kind and predicate(e):
-                    found.append(e)
-                    return True
-            return False
-
-        await self.wait_for(match, timeout)
-        return found[0]
+                    return e
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"no {kind} event in time")
+            await self.wait_for(lambda f: f.get("t") == "batch", left)
 
     async def wait_state(self, predicate: Any, timeout: float = 10) -> dict[str, Any]:
-        if predicate(self.state):
-            return self.state
-        await self.wait_for(lambda f: f.get("t") == "batch" and predicate(self.state), timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate(self.state):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"state not reached in time: {self.state}")
+            await self.wait_for(lambda f: f.get("t") == "batch", left)
         return self.state
 
     async def close(self) -> None:
         await self.ws.close()
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 10)

@@ -67,7 +67,7 @@ class Endpoint:
     handler: Handler
     summary: str
     body: dict[str, Any] | None = None
-    auth: str = "host"  # host: host of {room} or admin | admin | none
+    auth: str = "host"  # host: host of {room} (or admin) | admin | any: any valid token | none
     status: int = 200
     tag: str = "rooms"
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
@@ -91,7 +91,7 @@ class Endpoint:
                     identity = verify(services.settings.secret, header[7:].strip())
                 except AuthError as exc:
                     return error_response(ErrorCode.UNAUTHORIZED, str(exc))
-                allowed = identity.role == "admin" or (
+                allowed = self.auth == "any" or identity.role == "admin" or (
                     self.auth == "host" and (identity.can_host(room) if room else identity.role == "host")
                 )
                 if not allowed:

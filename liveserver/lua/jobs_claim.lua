@@ -1,0 +1,26 @@
+-- jobs_claim.lua: claim due scheduled jobs (sale start/end, coupon drops, lottery draws,
+-- poll ends) so that each fires once across all nodes, and survives a crash.
+-- A claimed job moves to a lease set; the claimer removes it when done. A lease that
+-- runs out (the claimer died) makes the job due again. Job effects are idempotent
+-- scripts, so a job that ran but whose lease was not removed does no harm when re-run.
+--
+-- KEYS[1]  lc:{jobs}:due    zset job -> due ms
+-- KEYS[2]  lc:{jobs}:lease  zset job -> lease expiry ms
+-- ARGV[1]  max jobs to claim
+-- ARGV[2]  lease ms
+--
+-- Reply: the claimed jobs (strings "kind|room|id")
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+for _, job in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  redis.call('ZREM', KEYS[2], job)
+  redis.call('ZADD', KEYS[1], now, job)
+end
+
+local jobs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, job in ipairs(jobs) do
+  redis.call('ZREM', KEYS[1], job)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), job)
+end
+return jobs
