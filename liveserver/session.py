@@ -29,6 +29,16 @@ ABUSE_WINDOW_S = 10.0
 OpHandler = Callable[["ViewerSession", ClientOp], Awaitable[dict[str, Any]]]
 
 
+def _frame_bytes(data: bytes | str, limit: int) -> int:
+    """Size of a frame for the LIVESERVER_MAX_FRAME check: text counts in UTF-8 bytes (a
+    CJK char is 3), encoded only when its length in chars cannot settle the comparison."""
+    if isinstance(data, bytes):
+        return len(data)
+    if len(data) > limit or len(data) * 4 <= limit:  # UTF-8 is 1..4 bytes per char
+        return len(data)
+    return len(data.encode("utf-8", "surrogatepass"))
+
+
 class ViewerSession:
     def __init__(
         self,
@@ -59,7 +69,7 @@ class ViewerSession:
         """Handle one frame from the client; never raises."""
         op: ClientOp | None = None
         try:
-            if len(data) > self.settings.max_frame:
+            if _frame_bytes(data, self.settings.max_frame) > self.settings.max_frame:
                 raise ProtocolError(ErrorCode.TOO_LONG, f"frame is over {self.settings.max_frame} bytes")
             # A JSON client may send its JSON in a binary frame: the codec accepts both.
             frame = self.viewer.codec.decode(data)
