@@ -7,6 +7,7 @@ import os
 import sys
 
 from .config import Settings
+from .tools import add_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -70,12 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=86400, help="seconds the token is valid")
     token.set_defaults(func=_token)
 
-    for extra in CLI_EXTENSIONS:
-        extra(sub)
+    add_commands(sub)
     return parser
-
-
-CLI_EXTENSIONS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:
