@@ -108,7 +108,7 @@ class ViewerSession:
     async def _dispatch(self, op: ClientOp) -> dict[str, Any] | None:
         if op.op == "ping":
             server_ms = int(time.time() * 1000)
-            self.viewer.push_control(self.viewer.codec.encode(frames.pong(op.args.get("client_ms"), server_ms)))
+            self.viewer.push_control(self.viewer.codec.encode(frames.pong(op.args.get("client_ms"), server_ms, op.id)))
             return None
         if op.op == "like":
             self.hub.like(self.viewer, op.args["n"])

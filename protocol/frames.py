@@ -43,8 +43,12 @@ def reply_error(re: int | str, code: ErrorCode | str, message: str, **extra: Any
     return {"t": "reply", "re": re, "ok": False, "error": error}
 
 
-def pong(client_ms: float | None, server_ms: int) -> dict[str, Any]:
-    return {"t": "pong", "client_ms": client_ms, "server_ms": server_ms}
+def pong(client_ms: float | None, server_ms: int, re: int | str | None = None) -> dict[str, Any]:
+    """A ping's answer (a ping never gets a `reply`); `re` echoes the ping's `id` if it had one."""
+    out: dict[str, Any] = {"t": "pong", "client_ms": client_ms, "server_ms": server_ms}
+    if re is not None:
+        out["re"] = re
+    return out
 
 
 def error(code: ErrorCode | str, message: str) -> dict[str, Any]:
