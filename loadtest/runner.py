@@ -259,8 +259,9 @@ class Coordinator:
             from liveserver.commerce.lottery_verify import verify  # type: ignore[import-not-found]
         except ImportError:
             return {"verified": None, "problem": "liveserver.commerce.lottery_verify not available", "entrants": result.get("entrants")}
-        ok = verify(result["seed"], result["commit"], data.get("entrants_list") or [], data["lottery"]["winners"], result["winners"])
-        return {"verified": bool(ok), "entrants": result.get("entrants"), "winners": len(result.get("winners", []))}
+        problems = verify(result["seed"], result["commit"], data.get("entrants_list") or [], data["lottery"]["winners"], result["winners"])
+        return {"verified": not problems, "problems": problems, "entrants": result.get("entrants"),
+                "winners": len(result.get("winners", []))}
 
     # -- the summary -------------------------------------------------------------------------
     def _summary(self, audits: dict[str, Any]) -> dict[str, Any]:
