@@ -31,6 +31,9 @@ def _serve(args: argparse.Namespace) -> int:
         # Frames up to 16x LIVESERVER_MAX_FRAME reach us and get a `too_long` reply;
         # only larger ones are cut by the websocket layer (close 1009).
         ws_max_size=settings.max_frame * 16,
+        # Batches are encoded once per room; per-connection deflate would redo the work
+        # for every viewer on a 2-core box. Compress at the proxy if bandwidth matters.
+        ws_per_message_deflate=False,
         lifespan="on",
         log_level=args.log_level,
         access_log=args.access_log,
