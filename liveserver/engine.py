@@ -111,6 +111,10 @@ class RoomEngine:
         first, last = await pipe.execute()
         return (first[0][0] if first else None, last[0][0] if last else None)
 
+    async def history_trimmed(self, room: str) -> bool:
+        """True once trimming has dropped any event of the room stream (publish.lua)."""
+        return bool(await self.redis.hexists(RoomKeys(room).meta, "trimmed"))
+
     # -- counters ------------------------------------------------------------------
     async def tick(self, room: str, node: str, likes_delta: int, online: int, node_ttl_ms: int) -> tuple[int, int]:
         keys = RoomKeys(room)

@@ -132,7 +132,10 @@ class RoomHub:
         # Trimming removes the oldest entries only, so if `since` is at or after the first
         # entry still kept, every event after it is still there.
         if first is None or offset_key(first) > since_key:
-            return [], False
+            # "0-0" (joined while the stream was empty) precedes every event: the gap is
+            # whole unless trimming ever dropped one.
+            if since_key != (0, 0) or first is None or await self.engine.history_trimmed(room.name):
+                return [], False
         events = await self.engine.events_after(room.name, since, upto, REPLAY_LIMIT + 1)
         if len(events) > REPLAY_LIMIT:
             return [], False

@@ -21,7 +21,7 @@ class RoomKeys:
         return f"lc:{{{self.room}}}:{suffix}"
 
     @property
-    def meta(self) -> str:  # hash: epoch, title, status, created_ms, last, card
+    def meta(self) -> str:  # hash: epoch, title, status, created_ms, last, trimmed, card
         return self._k("meta")
 
     @property

@@ -1,7 +1,7 @@
 -- publish.lua: append one event to a room's stream, atomically with its side effects.
 --
 -- KEYS[1]  lc:{room}:ev      the room event stream
--- KEYS[2]  lc:{room}:meta    room hash (epoch, last, pinned state)
+-- KEYS[2]  lc:{room}:meta    room hash (epoch, last, trimmed, pinned state)
 -- KEYS[3]  lc:{room}:mutes   hash user -> muted-until ms
 -- KEYS[4]  a hash of the room holding the once-flag (the meta hash when unused)
 -- ARGV[1]  kind              event kind (`danmaku`, `card`, `notice`, ...)
@@ -38,7 +38,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('HEXISTS', KEYS[2], 'last')
   redis.call('HSET', KEYS[2], 'epoch', ARGV[5])
 end
 
+local before = redis.call('XLEN', KEYS[1])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'k', ARGV[1], 'ts', now, 'd', ARGV[2])
+-- Remember that trimming ever dropped history: a viewer that joined the room while its
+-- stream was empty resumes from "0-0", which is only safe if nothing was ever dropped.
+if redis.call('XLEN', KEYS[1]) <= before then
+  redis.call('HSET', KEYS[2], 'trimmed', '1')
+end
 redis.call('HSET', KEYS[2], 'last', id)
 redis.call('HINCRBY', KEYS[2], 'n_' .. ARGV[1], 1)
 for i = 7, #ARGV, 2 do
