@@ -1,0 +1,165 @@
+"""Fan-out bench clients: the same websocket client stack for every peer, speaking each
+peer's own protocol (liveserver frames, raw text, Engine.IO 4 / Socket.IO 4 packets).
+
+Every published payload is `"<send ms>|<padding>"`; a client's latency for it is its
+receive wall time minus the send time (same machine clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgpack
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from .. import hist
+
+
+def payload(size: int) -> str:
+    return f"{time.time() * 1000:.3f}|" + "x" * size
+
+
+def _ts(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    head, _, _ = text.partition("|")
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+class Protocol:
+    """How one peer is spoken to."""
+
+    def __init__(self, kind: str, path: str, token: str | None = None) -> None:
+        self.kind = kind  # liveserver | raw | engineio
+        self.path = path
+        self.token = token
+
+    def url(self, base: str) -> str:
+        if self.kind == "engineio":
+            return f"{base}/socket.io/?EIO=4&transport=websocket"
+        if self.kind == "liveserver":
+            return f"{base}{self.path}?token={self.token}"
+        return base + self.path
+
+    def subprotocols(self) -> list[str] | None:
+        return ["lc1.msgpack"] if self.kind == "liveserver" else None
+
+    async def handshake(self, ws: ClientConnection) -> None:
+        if self.kind == "engineio":
+            opened = await asyncio.wait_for(ws.recv(), 20)
+            assert isinstance(opened, str) and opened.startswith("0"), opened
+            await ws.send("40")
+            while True:
+                msg = await asyncio.wait_for(ws.recv(), 20)
+                if isinstance(msg, str) and msg.startswith("40"):
+                    return
+        elif self.kind == "liveserver":
+            first = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 20), raw=False)
+            assert first.get("t") == "welcome", first
+
+    def publish_frame(self, text: str) -> str | bytes:
+        if self.kind == "engineio":
+            return "42" + json.dumps(["pub", text])
+        if self.kind == "liveserver":
+            return msgpack.packb({"op": "danmaku", "text": text})
+        return text
+
+    async def messages(self, ws: ClientConnection, on_payload: Any) -> None:
+        """Read until closed; call on_payload(text) for each delivered message."""
+        async for msg in ws:
+            if self.kind == "liveserver":
+                frame = msgpack.unpackb(msg, raw=False) if isinstance(msg, bytes) else json.loads(msg)
+                if frame.get("t") == "batch":
+                    for event in frame.get("events", ()):
+                        if event.get("k") == "danmaku":
+                            on_payload(event.get("text"))
+            elif self.kind == "engineio":
+                if msg == "2":
+                    await ws.send("3")
+                elif msg.startswith("42"):
+                    name, *args = json.loads(msg[2:])
+                    if name == "msg" and args:
+                        on_payload(args[0])
+            else:
+                on_payload(msg if isinstance(msg, str) else msg.decode())
+
+
+async def open_client(proto: Protocol, url: str) -> ClientConnection:
+    ws = await connect(url, subprotocols=proto.subprotocols(), max_size=None, compression=None,
+                       ping_interval=None, open_timeout=30, close_timeout=1)
+    await proto.handshake(ws)
+    return ws
+
+
+async def _generator(spec: dict[str, Any], conn: Connection) -> None:
+    proto = Protocol(spec["kind"], spec["path"])
+    tokens = spec.get("tokens") or []
+    h = hist.new()
+    count = 0
+    started_ms = 0.0
+
+    def on_payload(text: Any) -> None:
+        nonlocal count
+        ts = _ts(text)
+        if ts is None:
+            return
+        count += 1
+        hist.record_ms(h, time.time() * 1000 - ts)
+
+    sem = asyncio.Semaphore(100)
+    failures = 0
+    sockets: list[ClientConnection] = []
+
+    async def one(i: int) -> None:
+        nonlocal failures
+        base = spec["bases"][i % len(spec["bases"])]
+        p = Protocol(spec["kind"], spec["path"], tokens[i] if tokens else None)
+        async with sem:
+            try:
+                ws = await open_client(p, p.url(base))
+            except Exception:
+                failures += 1
+                return
+        sockets.append(ws)
+        try:
+            await proto.messages(ws, on_payload)
+        except (ConnectionClosed, Exception):
+            pass
+
+    tasks = [asyncio.create_task(one(i)) for i in range(spec["count"])]
+    while len(sockets) + failures < spec["count"]:
+        await asyncio.sleep(0.05)
+    conn.send(("ready", len(sockets), failures))
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    loop.add_reader(conn.fileno(), lambda: stop.done() or stop.set_result(conn.recv()))
+    msg = await stop
+    if msg[0] == "reset":  # the publisher starts now: forget warm-up deliveries
+        h.reset()
+        count = 0
+        stop = loop.create_future()
+        msg = await stop
+    started_ms = started_ms  # noqa: PLW0127 (kept for clarity)
+    dropped = sum(1 for ws in sockets if ws.close_code is not None)
+    for ws in sockets:
+        ws.transport.abort() if ws.transport else None
+    for t in tasks:
+        t.cancel()
+    conn.send(("done", count, hist.encode(h), dropped))
+
+
+def generator_main(spec: dict[str, Any], conn: Connection) -> None:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_generator(spec, conn))
