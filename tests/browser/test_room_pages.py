@@ -49,3 +49,154 @@ def test_danmaku_goes_across_and_blocked_word_is_refused_inline(pages: Pages) ->
     expect(bob.locator("#chat li", has_text="sorry")).to_have_count(1)
     expect(bob.locator("#chat li", has_text="BadWord")).to_have_count(0)
     expect(alice.locator("#dm-error")).to_have_text("")
+
+
+def _same_second(a, b, selector: str, tries: int = 20) -> str:  # type: ignore[no-untyped-def]
+    """Read a countdown on page a, then b, then a again; when a did not tick meanwhile, b must agree."""
+    for _ in range(tries):
+        first = a.locator(selector).inner_text()
+        other = b.locator(selector).inner_text()
+        again = a.locator(selector).inner_text()
+        if first == again:
+            assert other == first, f"countdowns differ: {first} vs {other}"
+            return first
+    raise AssertionError("the countdown never held still long enough to compare")
+
+
+def test_flash_sale_countdown_buy_stock_and_limit(pages: Pages) -> None:
+    alice = pages.viewer("alice")
+    bob = pages.viewer("bob", viewport=DESKTOP)
+    console = pages.console()
+
+    # An API error is shown in words (stock must be at least 1).
+    form = console.locator("#sale-form")
+    form.locator('select[name="product_id"]').select_option("tea")
+    form.locator('input[name="stock"]').fill("0")
+    form.locator('button[type="submit"]').click()
+    expect(console.locator("#sale-out")).to_contain_text("Start sale failed")
+    expect(console.locator("#sale-out")).to_contain_text("stock")
+
+    form.locator('input[name="price"]').fill("99")
+    form.locator('input[name="stock"]').fill("5")
+    form.locator('input[name="per_user_limit"]').fill("1")
+    form.locator('input[name="start_in_s"]').fill("3")
+    form.locator('input[name="duration_s"]').fill("60")
+    form.locator('button[type="submit"]').click()
+    expect(console.locator("#sale-out")).to_contain_text("created")
+
+    for page in (alice, bob):
+        expect(page.locator("#sale")).to_be_visible()
+        expect(page.locator("#sale-price")).to_have_text("¥99.00")
+        expect(page.locator("#sale-buy")).to_be_disabled()
+    shown = _same_second(alice, bob, "#sale-countdown")
+    assert re.fullmatch(r"00:0[1-3]", shown), shown
+
+    expect(alice.locator("#sale-buy")).to_be_enabled(timeout=6_000)
+    expect(bob.locator("#sale-buy")).to_be_enabled(timeout=2_000)
+    expect(bob.locator("#sale-stock")).to_have_text("5")
+    alice.click("#sale-buy")
+    expect(alice.locator("#sale-msg")).to_contain_text("Got it! Order")
+    expect(bob.locator("#sale-stock")).to_have_text("4")
+    expect(bob.locator("#card-stock")).to_have_text("")  # no card pinned: the sale banner carries the stock
+    alice.click("#sale-buy")
+    expect(alice.locator("#sale-msg")).to_contain_text("Limit reached")
+    expect(bob.locator("#sale-stock")).to_have_text("4")
+    # The console sees the stock and the reserved order.
+    row = console.locator("#sales-body tr").first
+    expect(row).to_contain_text("4/5")
+    expect(row.locator("td").nth(3)).to_have_text("1", timeout=5_000)
+
+
+def test_coupon_drop_claim_my_coupons_and_second_claim(pages: Pages) -> None:
+    alice = pages.viewer("alice")
+    console = pages.console()
+    form = console.locator("#coupon-form")
+    form.locator('input[name="title"]').fill("Spring coupon")
+    form.locator('input[name="amount"]').fill("5")
+    form.locator('input[name="min_spend"]').fill("50")
+    form.locator('input[name="quantity"]').fill("10")
+    form.locator('button[type="submit"]').click()
+    expect(console.locator("#coupon-out")).to_contain_text("dropped")
+
+    expect(alice.locator("#coupon-modal")).to_be_visible()
+    expect(alice.locator("#coupon-title")).to_have_text("Spring coupon")
+    expect(alice.locator("#coupon-rule")).to_have_text("¥5.00 off orders over ¥50.00")
+    alice.click("#coupon-claim")
+    expect(alice.locator("#coupon-msg")).to_contain_text("Claimed")
+    expect(alice.locator("#coupon-left")).to_have_text("9", timeout=5_000)
+
+    alice.click("#coupon-mine")
+    expect(alice.locator("#mine-modal")).to_be_visible()
+    expect(alice.locator("#mine-list li")).to_have_count(1)
+    expect(alice.locator("#mine-list li")).to_contain_text("Spring coupon")
+    expect(alice.locator("#mine-list li")).to_contain_text("¥5.00")
+    alice.keyboard.press("Escape")
+
+    alice.click("#coupon-pill")
+    expect(alice.locator("#coupon-modal")).to_be_visible()
+    alice.click("#coupon-claim")
+    expect(alice.locator("#coupon-msg")).to_have_text("Already claimed")
+    expect(console.locator("#coupons-body tr").first).to_contain_text("9/10")
+
+
+def test_lottery_keyword_entry_draw_winners_and_verify(pages: Pages) -> None:
+    alice = pages.viewer("alice", name="Alice")
+    bob = pages.viewer("bob", name="Bob", viewport=DESKTOP)
+    console = pages.console()
+    form = console.locator("#lottery-form")
+    form.locator('input[name="prize"]').fill("A tin of tea")
+    form.locator('input[name="winners"]').fill("1")
+    form.locator('input[name="keyword"]').fill("Longjing")
+    form.locator('button[type="submit"]').click()
+    expect(console.locator("#lottery-out")).to_contain_text("started")
+
+    for page, text in ((alice, "longjing please!"), (bob, "I want the LONGJING")):
+        expect(page.locator("#lottery")).to_be_visible()
+        expect(page.locator("#lottery-how code")).to_have_text("Longjing")
+        page.fill("#dm-input", text)
+        page.press("#dm-input", "Enter")
+        expect(page.locator("#lottery-enter")).to_have_text("You're in ✓")
+    for page in (alice, bob):
+        expect(page.locator("#lottery-entrants")).to_have_text("2", timeout=5_000)
+    entry = console.locator("#lotteries li").first
+    expect(entry).to_contain_text("2 in")
+    entry.locator("button.draw").click()
+    expect(console.locator("#lottery-out")).to_contain_text("Drawn")
+
+    winners = []
+    for page in (alice, bob):
+        expect(page.locator("#winners-modal")).to_be_visible()
+        expect(page.locator("#winners-prize")).to_have_text("Prize: A tin of tea")
+        expect(page.locator("#winners-list li")).to_have_count(1)
+        winners.append(page.locator("#winners-list li").get_attribute("data-user"))
+        expect(page.locator("#lottery")).to_be_hidden()
+    assert winners[0] == winners[1] and winners[0] in ("alice", "bob")
+    winner, loser = (alice, bob) if winners[0] == "alice" else (bob, alice)
+    expect(winner.locator("#winners-you")).to_have_text("🎉 You won!")
+    expect(loser.locator("#winners-you")).to_contain_text("Not this time")
+
+    for page in (alice, bob):
+        page.click("#verify-btn")
+        expect(page.locator("#verify-result")).to_have_attribute("data-ok", "true")
+        expect(page.locator("#verify-result")).to_contain_text("Verified")
+        expect(page.locator("#verify-steps li")).to_have_count(3)
+
+
+def test_console_retracts_and_mutes_from_a_danmaku_line(pages: Pages) -> None:
+    alice = pages.viewer("alice", name="Alice")
+    bob = pages.viewer("bob", name="Bob")
+    console = pages.console()
+    alice.fill("#dm-input", "buy my stuff elsewhere")
+    alice.press("#dm-input", "Enter")
+    expect(bob.locator("#chat li", has_text="buy my stuff elsewhere")).to_have_count(1)
+    line = console.locator("#feed li", has_text="buy my stuff elsewhere")
+    line.locator("button", has_text="Retract").click()
+    expect(bob.locator("#chat li", has_text="buy my stuff elsewhere")).to_have_count(0)
+    expect(line).to_have_class(re.compile("retracted"))
+
+    line.locator("button", has_text="Mute").click()
+    expect(console.locator("#feed-out")).to_contain_text("muted for 5 minutes")
+    alice.fill("#dm-input", "am I muted?")
+    alice.press("#dm-input", "Enter")
+    expect(alice.locator("#dm-error")).to_contain_text("You are muted until")
+    expect(bob.locator("#chat li", has_text="am I muted?")).to_have_count(0)

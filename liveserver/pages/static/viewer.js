@@ -17,6 +17,7 @@ const view = {
   products: new Map(), // product id -> product (for images and list prices)
   names: new Map(), // user id -> name seen in danmaku
   sales: new Map(), // sale id -> the latest full sale map from events
+  coupons: new Map(), // coupon id -> the latest coupon map from events
   shownCoupons: new Set(), // coupon ids that already popped up
   claimed: new Set(),
   entered: new Set(),
@@ -118,9 +119,10 @@ function onEvent(ev) {
       if (ev.sale) view.sales.set(ev.sale.id, ev.sale);
       break;
     case "coupon":
+      if (ev.coupon) view.coupons.set(ev.coupon.id, { ...view.coupons.get(ev.coupon.id), ...ev.coupon });
       if (ev.coupon && ev.coupon.phase === "live" && !view.shownCoupons.has(ev.coupon.id)) {
         view.shownCoupons.add(ev.coupon.id);
-        openCoupon(ev.coupon.id, ev.coupon);
+        openCoupon(ev.coupon.id);
       }
       break;
     case "lottery":
@@ -408,8 +410,14 @@ $("card-buy").addEventListener("click", async () => {
 });
 
 // -- coupons ------------------------------------------------------------------------------------
+/** What we know of a coupon: its event (title, amount…) overlaid with the live state (left, phase). */
 function couponInfo(id) {
-  return (client.state.coupons || {})[id] ? { id, ...client.state.coupons[id] } : null;
+  const known = view.coupons.get(id);
+  const live = (client.state.coupons || {})[id];
+  if (!known && !live) return null;
+  const merged = { ...known, id };
+  for (const [k, v] of Object.entries(live || {})) if (v !== null && v !== undefined) merged[k] = v;
+  return merged;
 }
 
 function renderCoupon() {
@@ -445,10 +453,10 @@ function fillCoupon(c) {
   claim.textContent = view.claimed.has(c.id) ? "Claimed ✓" : c.left === 0 ? "All gone" : c.phase === "ended" ? "Ended" : "Claim";
 }
 
-function openCoupon(id, fromEvent = null) {
+function openCoupon(id) {
   view.couponId = id;
   setMsg($("coupon-msg"), "");
-  fillCoupon({ id, ...fromEvent, ...couponInfo(id) });
+  fillCoupon(couponInfo(id) || { id });
   openModal("coupon-modal");
 }
 
