@@ -1,0 +1,150 @@
+"""Embedded mode: `python -m liveserver serve` with no LIVESERVER_REDIS_URL starts its own
+redis-server in LIVESERVER_DATA_DIR, serves the demo room, prints where to go, keeps
+data across restarts (AOF), and never leaves an orphan redis-server behind, whether it
+is stopped with SIGTERM or killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import psutil
+import pytest
+import websockets
+
+from harness import ROOT, Node, free_port, node_env
+
+
+def embedded_env(data_dir: Path) -> dict[str, str]:
+    env = node_env(None, LIVESERVER_DATA_DIR=str(data_dir), LIVESERVER_DEMO="1")
+    env.pop("LIVESERVER_SECRET")  # the real first-run experience: a random secret
+    assert "LIVESERVER_REDIS_URL" not in env
+    return env
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="lc-embedded-") as d:
+        yield Path(d)
+
+
+def redis_child(node: Node) -> psutil.Process:
+    assert node.proc is not None
+    children = [p for p in psutil.Process(node.proc.pid).children(recursive=True) if "redis-server" in p.name()]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def gone(proc: psutil.Process, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def banner(node: Node) -> dict[str, str]:
+    assert node.log is not None
+    text = node.log.read_text()
+    found = dict(re.findall(r"^\s+(redis|viewer|console|guest|host token):\s+(\S.*)$", text, re.M))
+    assert {"redis", "viewer", "console", "host token"} <= set(found), text
+    return found
+
+
+async def test_embedded_serves_demo_and_stops_its_redis(data_dir: Path) -> None:
+    node = Node(port=free_port(), env=embedded_env(data_dir)).start()
+    try:
+        redis = redis_child(node)
+        assert (data_dir / "redis.sock").exists()
+        info = banner(node)
+        assert str(data_dir) in info["redis"] and "AOF" in info["redis"]
+        viewer_url = urlparse(info["viewer"])
+        assert viewer_url.port == node.port and viewer_url.path == "/rooms/demo"
+        assert urlparse(info["console"]).path == "/console/demo"
+        assert httpx.get(f"{node.http}/readyz", timeout=5).json()["ready"] is True
+
+        demo = httpx.get(f"{node.http}/api/v1/rooms/demo", timeout=5).json()
+        assert demo["status"] == "live" and len(demo["products"]) >= 3
+        assert all(isinstance(p["price"], int) for p in demo["products"])
+
+        # The README's check: welcome, ping, and one's own danmaku back in a batch.
+        viewer_token = parse_qs(viewer_url.query)["token"][0]
+        async with asyncio.timeout(15):
+            async with websockets.connect(f"{node.ws}/ws/rooms/demo?token={viewer_token}", subprotocols=["lc1.json"]) as ws:
+                welcome = json.loads(await ws.recv())
+                assert welcome["t"] == "welcome" and welcome["room"] == "demo" and welcome["user"]["role"] == "viewer"
+                await ws.send(json.dumps({"op": "ping", "client_ms": 1}))
+                await ws.send(json.dumps({"op": "danmaku", "id": 1, "text": "hello demo"}))
+                kinds: set[str] = set()
+                offset = None
+                while True:
+                    frame = json.loads(await ws.recv())
+                    kinds.add(frame["t"])
+                    if frame["t"] == "reply":
+                        assert frame["ok"], frame
+                        offset = frame["data"]["offset"]
+                    if frame["t"] == "batch" and any(e.get("offset") == offset for e in frame["events"]):
+                        break
+                assert "pong" in kinds
+
+        # The printed host token works on the host API for the demo room.
+        r = httpx.post(f"{node.http}/api/v1/rooms/demo/notices", json={"text": "kept"},
+                       headers={"Authorization": f"Bearer {info['host token']}"}, timeout=5)
+        assert r.status_code == 201, r.text
+        kept_offset = r.json()["offset"]
+
+        # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean stop.
+        assert node.stop(signal.SIGTERM, timeout=20) in (0, -signal.SIGTERM)
+        assert gone(redis, 10), "redis-server outlived the server"
+    finally:
+        node.kill()
+
+    # A restart on the same data dir finds what was written (AOF), with a new secret.
+    again = Node(port=free_port(), env=embedded_env(data_dir)).start()
+    try:
+        assert httpx.get(f"{again.http}/api/v1/rooms/demo", timeout=5).json()["offset"] == kept_offset
+        redis = redis_child(again)
+    finally:
+        again.stop(signal.SIGTERM, timeout=20)
+    assert gone(redis, 10)
+
+
+def test_sigkill_leaves_no_orphan_redis_and_restarts_cleanly(data_dir: Path) -> None:
+    node = Node(port=free_port(), env=embedded_env(data_dir)).start()
+    redis = redis_child(node)
+    node.kill()  # SIGKILL: no cleanup code runs; PR_SET_PDEATHSIG must take redis down
+    assert gone(redis, 10), "orphan redis-server after SIGKILL of the server"
+    # The stale socket file left behind does not stop the next start.
+    again = Node(port=free_port(), env=embedded_env(data_dir)).start()
+    try:
+        assert httpx.get(f"{again.http}/readyz", timeout=5).status_code == 200
+    finally:
+        again.stop(signal.SIGTERM, timeout=20)
+
+
+def test_second_server_on_the_same_data_dir_refuses(data_dir: Path) -> None:
+    first = Node(port=free_port(), env=embedded_env(data_dir)).start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "liveserver", "serve", "--port", str(free_port())],
+            env=embedded_env(data_dir), cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode != 0
+        assert "another liveserver" in second.stdout + second.stderr
+        assert httpx.get(f"{first.http}/readyz", timeout=5).status_code == 200, "the first server is unharmed"
+    finally:
+        first.stop(signal.SIGTERM, timeout=20)
