@@ -179,6 +179,9 @@ class RoomHub:
         for source in self.sources:
             room.state.update(await source.load(name))
         room.sent_state = _copy_state(room.state)
+        # Registered before the reader is on it: entries it reads before `add` returns
+        # must find the room in `_on_events`, or they are lost for this node.
+        self.rooms[name] = room
         # The reader starts right after the last entry we know of: nothing falls between.
         await self._reader.add(name, room.flushed)
         return room

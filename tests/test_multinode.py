@@ -99,6 +99,42 @@ async def test_resume_on_the_other_node(pair: tuple[Node, Node], room_name: str)
     await writer.close()
 
 
+async def test_a_node_opening_a_busy_room_misses_nothing(pair: tuple[Node, Node], room_name: str, redis_server: RedisServer) -> None:
+    """Events published while node B opens a room (its first viewer there) all reach that
+    viewer: the streams reader may deliver them before the join has finished."""
+    a, b = pair
+    rooms = [f"{room_name}-{i}" for i in range(10)]
+    for name in rooms:
+        create_room(a, name)
+    stop = asyncio.Event()
+    first_round = asyncio.Event()
+    async with httpx.AsyncClient(headers=admin_headers(), timeout=5) as http:
+
+        async def publish(start: int) -> None:
+            i = start
+            while not stop.is_set():
+                r = await http.post(f"{a.http}/api/v1/rooms/{rooms[i % len(rooms)]}/notices", json={"text": str(i)})
+                assert r.status_code == 201
+                i += 3
+                if i >= len(rooms):
+                    first_round.set()
+
+        publishers = [asyncio.create_task(publish(i)) for i in range(3)]
+        await asyncio.wait_for(first_round.wait(), 5)
+        viewers = [await Client.connect(b, name, user="v") for name in rooms]
+        stop.set()
+        await asyncio.gather(*publishers)
+    r = redis_server.client()
+    for name, viewer in zip(rooms, viewers):
+        key = f"lc:{{{name}}}:ev"
+        last = r.xrevrange(key, count=1)[0][0]
+        if viewer.offset != last:
+            await viewer.wait_for(lambda f: f.get("t") == "batch" and f["offset"] == last, timeout=5)
+        expected = [eid for eid, _ in r.xrange(key, min="(" + viewer.welcome["offset"], max=last)]
+        assert [e["offset"] for e in viewer.events] == expected, name
+        await viewer.close()
+
+
 async def test_online_counts_both_nodes_and_drops_a_killed_node(pair: tuple[Node, Node], room_name: str) -> None:
     """Runs last in this module: it SIGKILLs node B."""
     a, b = pair
