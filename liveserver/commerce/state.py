@@ -28,6 +28,9 @@ class CommerceState:
     def __init__(self, store: CommerceEngine) -> None:
         self.store = store
         self.rooms: dict[str, RoomCommerce] = {}
+        # Rooms loaded but not yet seen in a tick's room list: a room opened while a tick
+        # awaits is missing from that tick's list and must not be dropped as closed.
+        self._opening: set[str] = set()
 
     def live_keywords(self, room: str) -> list[tuple[str, str]]:
         """(lottery id, keyword) of the lotteries open for entry in a room."""
@@ -41,6 +44,7 @@ class CommerceState:
     # -- StateSource ---------------------------------------------------------------------
     async def load(self, room: str) -> dict[str, Any]:
         rc = self.rooms[room] = RoomCommerce()
+        self._opening.add(room)
         store = self.store
         for sale_id in await store.recent(room, "sales", RECENT):
             rc.sales[sale_id] = store.sale_view(await store.sale(sale_id))
@@ -124,8 +128,10 @@ class CommerceState:
                 for obj in (*rc.coupons.values(), *rc.polls.values()):
                     obj["phase"] = window_phase(obj, now)
                 room.state.update(self._state(rc))
+        names = {r.name for r in rooms}
+        self._opening -= names
         for name in list(self.rooms):
-            if not any(r.name == name for r in rooms):
+            if name not in names and name not in self._opening:
                 del self.rooms[name]  # the hub dropped the room
 
     # -- helpers -------------------------------------------------------------------------
