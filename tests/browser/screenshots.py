@@ -78,6 +78,9 @@ def capture(browser: Any, node: Node, room: str, out: Path) -> list[Path]:
         desk.wait_for_selector("#chat li >> text=tea please")
         time.sleep(1.5)  # danmaku mid-flight look better than an empty sky
 
+        for page in (phone, desk, console):
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{page.url}: {overflow}px of sideways scrolling"
         shots = []
         for page, name in [(phone, "viewer-phone.png"), (desk, "viewer-desktop.png")]:
             page.screenshot(path=str(out / name))
@@ -88,6 +91,8 @@ def capture(browser: Any, node: Node, room: str, out: Path) -> list[Path]:
         console.screenshot(path=str(out / "console-desktop.png"), full_page=True)
         shots.append(out / "console-desktop.png")
         console.set_viewport_size(PHONE)
+        overflow = console.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"console at phone size: {overflow}px of sideways scrolling"
         console.screenshot(path=str(out / "console-phone.png"))
         shots.append(out / "console-phone.png")
 
