@@ -20,6 +20,7 @@ from .config import Settings
 from .engine import Event, RoomEngine
 from .metrics import Metrics
 from .streams import StreamReader
+from .tasks import cancel_and_wait
 from .viewer import Frame, Viewer
 
 log = logging.getLogger("liveserver.hub")
@@ -79,12 +80,7 @@ class RoomHub:
         self._tick_task = asyncio.create_task(self._tick_loop(), name="hub-tick")
 
     async def stop(self) -> None:
-        if self._tick_task:
-            self._tick_task.cancel()
-            try:
-                await self._tick_task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tick_task)
         await self._reader.stop()
         # Say goodbye so the other nodes stop counting our viewers at once.
         for room in list(self.rooms.values()):

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from .engine import Event, decode_entry
 from .keys import RoomKeys
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("liveserver.streams")
 
@@ -39,12 +40,7 @@ class StreamReader:
         self._task = asyncio.create_task(self._run(), name="stream-reader")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         if self._conn is not None:
             await self._conn.aclose()
 

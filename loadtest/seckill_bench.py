@@ -50,9 +50,7 @@ async def _raw(redis_url: str, room: str, sale: str, seconds: float, concurrency
     redis = Redis.from_url(redis_url, decode_responses=True, max_connections=concurrency)
     script = LuaScript.load("buy")
     await redis.script_load(script.source)
-    k = CommerceKeys(room)
-    keys = [k.sale(sale), k.sale_users(sale), k.sale_keys(sale), k.order_data(), k.deadlines(), k.orders, k.seq(),
-            k.events, k.meta]
+    keys = CommerceKeys(room).buy_keys(sale)
     hist = HdrHistogram(1, 60_000_000, 3)
     count = 0
     stop_at = time.perf_counter() + seconds
@@ -80,9 +78,7 @@ async def _raw_pipelined(redis_url: str, room: str, sale: str, seconds: float, d
     redis = Redis.from_url(redis_url, decode_responses=True)
     script = LuaScript.load("buy")
     await redis.script_load(script.source)
-    k = CommerceKeys(room)
-    keys = [k.sale(sale), k.sale_users(sale), k.sale_keys(sale), k.order_data(), k.deadlines(), k.orders, k.seq(),
-            k.events, k.meta]
+    keys = CommerceKeys(room).buy_keys(sale)
     hist = HdrHistogram(1, 60_000_000, 3)
     count = 0
     started = time.perf_counter()

@@ -46,6 +46,11 @@ class CommerceKeys(RoomKeys):
     def deadlines(self) -> str:
         return self.sub("deadlines")
 
+    def buy_keys(self, sale: str) -> list[str]:
+        """KEYS of buy.lua, in its order."""
+        return [self.sale(sale), self.sale_users(sale), self.sale_keys(sale), self.order_data(), self.deadlines(),
+                self.orders, self.seq(), self.events, self.meta]
+
     def coupon(self, coupon: str) -> str:
         return self.sub(f"coupon:{coupon}")
 

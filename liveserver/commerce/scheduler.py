@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Awaitable, Callable
 
+from ..tasks import cancel_and_wait
 from .keys import JOBS_DUE, JOBS_LEASE
 from .store import CommerceEngine
 
@@ -41,13 +42,7 @@ class Scheduler:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
 
     async def _loop(self, work: Callable[[], Awaitable[int]], period: float) -> None:
         while True:

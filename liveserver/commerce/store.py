@@ -144,11 +144,9 @@ class CommerceEngine:
     async def buy(self, room: str, sale_id: str, user: str, qty: int, key: str) -> dict[str, Any]:
         if room_of(sale_id) != room:
             raise OpError(ErrorCode.NOT_FOUND, f"no sale {sale_id!r} in this room")
-        keys = CommerceKeys(room)
         raw = await self.scripts.run(
             "buy",
-            [keys.sale(sale_id), keys.sale_users(sale_id), keys.sale_keys(sale_id), keys.order_data(),
-             keys.deadlines(), keys.orders, keys.seq(), keys.events, keys.meta],
+            CommerceKeys(room).buy_keys(sale_id),
             [user, qty, key, self.order_ttl_ms, room, sale_id, self.rooms.stream_maxlen],
             durable=True,
         )
