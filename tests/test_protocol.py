@@ -217,7 +217,7 @@ def test_arbitrary_text_only_raises_protocol_error(data: str) -> None:
         _only_protocol_errors(parse_op, frame)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(op_frames)
 def test_arbitrary_maps_only_raise_protocol_error(frame: dict[str, Any]) -> None:
     parsed = _only_protocol_errors(parse_op, frame)
@@ -239,7 +239,7 @@ def test_arbitrary_maps_only_raise_protocol_error(frame: dict[str, Any]) -> None
     assert msgpack.unpackb(MSGPACK.encode(echoed), raw=False) == echoed
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(op_frames)
 def test_both_codecs_agree(frame: dict[str, Any]) -> None:
     """The same map sent over either codec decodes and validates the same way."""
