@@ -48,10 +48,12 @@ class Pages:
         page.goto(url)
         return page
 
-    def viewer(self, user: str | None, viewport: dict[str, int] = PHONE, name: str | None = None, wait: bool = True):  # type: ignore[no-untyped-def]
-        url = f"{self.node.http}/rooms/{self.room}"
+    def viewer(self, user: str | None, viewport: dict[str, int] = PHONE, name: str | None = None, wait: bool = True,
+               codec: str = "json"):  # type: ignore[no-untyped-def]
+        query = [f"codec={codec}"] if codec != "json" else []
         if user is not None:
-            url += f"?token={token(user, 'viewer', name=name or user)}"
+            query.append(f"token={token(user, 'viewer', name=name or user)}")
+        url = f"{self.node.http}/rooms/{self.room}" + ("?" + "&".join(query) if query else "")
         page = self._page(url, viewport)
         if wait:
             page.wait_for_selector("body[data-conn=open]", timeout=10_000)

@@ -22,7 +22,7 @@ from harness import ROOT, Node, RedisServer, create_room, free_port, node_env, t
 OUT = ROOT / "docs" / "screenshots"
 
 
-def capture(browser: Any, node: Node, room: str, out: Path) -> list[Path]:
+def capture(browser: Any, node: Node, room: str, out: Path, settle_s: float = 1.2) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     api = host_api(node, room)
     contexts: list[Any] = []
@@ -87,7 +87,11 @@ def capture(browser: Any, node: Node, room: str, out: Path) -> list[Path]:
             shots.append(out / name)
 
         console.wait_for_selector("#sales-body tr")
-        time.sleep(1.2)  # a couple of stats samples for the charts
+        deadline = time.monotonic() + settle_s  # stats samples (one a second) for the charts
+        while time.monotonic() < deadline:
+            for page in (phone, desk, *extra):
+                page.click("#like-btn")
+            time.sleep(0.25)
         console.screenshot(path=str(out / "console-desktop.png"), full_page=True)
         shots.append(out / "console-desktop.png")
         console.set_viewport_size(PHONE)
@@ -130,7 +134,7 @@ def main() -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                for path in capture(browser, node, "demo-shots", OUT):
+                for path in capture(browser, node, "demo-shots", OUT, settle_s=6):
                     print(path.relative_to(ROOT))
             finally:
                 browser.close()

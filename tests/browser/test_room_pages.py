@@ -30,7 +30,8 @@ def test_console_push_card_shows_on_viewer_within_1s(pages: Pages) -> None:
 
 def test_danmaku_goes_across_and_blocked_word_is_refused_inline(pages: Pages) -> None:
     alice = pages.viewer("alice", name="Alice")
-    bob = pages.viewer("bob", name="Bob", viewport=DESKTOP)
+    bob = pages.viewer("bob", name="Bob", viewport=DESKTOP, codec="msgpack")
+    assert bob.evaluate("liveClient.binary") is True  # bob's page speaks lc1.msgpack
     alice.fill("#dm-input", "hello from alice")
     alice.press("#dm-input", "Enter")
     expect(bob.locator("#chat li", has_text="hello from alice")).to_have_count(1)
