@@ -22,7 +22,9 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the sync API keeps an event loop marked running while it is
+# alive, and the asyncio tests that run after this folder need it gone.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
@@ -30,7 +32,7 @@ def playwright_instance() -> Iterator[object]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance):  # type: ignore[no-untyped-def]
     browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
     yield browser
