@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .report import print_summary, write_reports
     from .runner import RunOptions, run
-    from .scenario import ScenarioError, load_file, parse_check
+    from .scenario import ScenarioError, load_file, parse_check, scaled
 
     console = Console(stderr=False)
     try:
@@ -62,6 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.duration:
         scenario.duration_s = args.duration
+    if args.scale != 1.0:
+        scenario = scaled(scenario, args.scale)
     options = RunOptions(
         targets=args.target or [],
         secret=_secret(args),
@@ -147,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--connections-per-worker", type=int)
     r.add_argument("--room", help="room name (overrides the script; no run-id suffix)")
     r.add_argument("--duration", type=float, help="override duration_s")
+    r.add_argument("--scale", type=float, default=1.0, help="multiply viewers, rates, buyers and stock (0.2 = a fifth)")
     r.add_argument("--check", action="append", default=[], help="an extra check, e.g. 'p99_latency_ms <= 100'")
     r.add_argument("--quiet", action="store_true", help="no live progress")
     r.set_defaults(func=cmd_run)

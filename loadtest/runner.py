@@ -156,8 +156,7 @@ class Coordinator:
             except EOFError:
                 raise RuntimeError(f"generator {w} died") from None
             if msg[0] == "tick":
-                second = int(round(time.time() - self.start_wall))
-                self.timeline.add(second, w, msg[2])
+                self.timeline.add(msg[2]["second"], w, msg[2])
             elif msg[0] == "done":
                 self.finals[w] = msg[2]
 

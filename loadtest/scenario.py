@@ -234,3 +234,33 @@ def load_file(path: str | Path) -> Scenario:
     except OSError as exc:
         raise ScenarioError(f"cannot read: {exc.strerror}", 0, str(path)) from None
     return load(text, str(path))
+
+
+# Fields multiplied by `scaled`: every head count, rate and stock, so a scaled run keeps
+# the script's shape (e.g. 500 units for 5k buyers stays 1 unit per 10 buyers).
+_SCALED = {
+    "viewers": ("ramp_to",),
+    "danmaku": ("rate",),
+    "likes": ("rate",),
+    "buyers": ("count",),
+    "claimers": ("count",),
+    "entrants": ("count",),
+    "reconnect_storm": ("count",),
+    "host": ("stock", "quantity"),
+}
+
+
+def scaled(scenario: Scenario, factor: float) -> Scenario:
+    """The same script with viewers, rates, buyers and stock multiplied by `factor`."""
+    if factor <= 0:
+        raise ScenarioError("--scale must be > 0")
+    phases = []
+    for phase in scenario.phases:
+        spec = dict(phase.spec)
+        for key in _SCALED.get(phase.kind, ()):
+            if key in spec:
+                value = spec[key] * factor
+                spec[key] = value if key == "rate" else max(1, round(value))
+        phases.append(Phase(phase.kind, spec, phase.line))
+    out = Scenario(**{**scenario.__dict__, "phases": phases})
+    return out

@@ -60,8 +60,9 @@ class WorkerStats:
         hist.record_ms(self.events, ms)
         hist.record_ms(self._iv_events, ms)
 
-    def interval(self) -> dict[str, Any]:
+    def interval(self, second: int = 0) -> dict[str, Any]:
         out = {
+            "second": second,
             "counters": dict(self._iv_counters),
             "events": hist.encode(self._iv_events) if self._iv_events.get_total_count() else "",
             "connected": self.connected,

@@ -126,14 +126,15 @@ class Worker:
         await asyncio.gather(*[v.stop() for v in self.viewers.values()], return_exceptions=True)
         reporter.cancel()
         lag.cancel()
-        self.conn.send(("tick", self.plan["worker"], self.stats.interval()))
+        self.conn.send(("tick", self.plan["worker"], self.stats.interval(int(time.time() - self.start_wall))))
         self.conn.send(("done", self.plan["worker"], self.stats.final()))
         loop.remove_reader(self.conn.fileno())
 
     async def _report(self) -> None:
         while True:
-            await asyncio.sleep(1.0 - (time.time() - self.start_wall) % 1.0)
-            self.conn.send(("tick", self.plan["worker"], self.stats.interval()))
+            await asyncio.sleep(1.0 - (time.time() - self.start_wall) % 1.0 + 0.005)
+            # The second this interval ends in, by the worker's own clock (not by arrival).
+            self.conn.send(("tick", self.plan["worker"], self.stats.interval(int(time.time() - self.start_wall))))
 
     async def _lag(self) -> None:
         """How late the loop wakes up: if this grows, the generator is the bottleneck."""

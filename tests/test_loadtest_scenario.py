@@ -101,3 +101,14 @@ def test_bad_check_expression() -> None:
 def test_missing_required_and_not_a_map() -> None:
     assert "duration_s" in str(error_of("room: r1\nphases: []\n"))
     assert error_of("- just\n- a list\n").line == 1
+
+
+def test_scaled_keeps_the_shape() -> None:
+    from loadtest.scenario import scaled
+
+    s = scaled(load_file(SCENARIOS / "evening-peak.yaml"), 0.1)
+    assert s.max_viewers == 500
+    kinds = {p.kind: p.spec for p in s.phases if p.kind != "host"}
+    assert kinds["danmaku"]["rate"] == 30 and kinds["buyers"]["count"] == 500
+    sale = next(p.spec for p in s.phases if p.kind == "host" and p.spec["action"] == "start_sale")
+    assert sale["stock"] == 50
