@@ -201,3 +201,48 @@ def test_console_retracts_and_mutes_from_a_danmaku_line(pages: Pages) -> None:
     alice.press("#dm-input", "Enter")
     expect(alice.locator("#dm-error")).to_contain_text("You are muted until")
     expect(bob.locator("#chat li", has_text="am I muted?")).to_have_count(0)
+
+
+def test_console_token_gate_poll_notice_and_a_read_only_guest(pages: Pages) -> None:
+    from harness import token
+
+    alice = pages.viewer("alice")
+    guest = pages.viewer(None)
+    expect(guest.locator("#whoami")).to_contain_text("guest")
+
+    console = pages._page(f"{pages.node.http}/console/{pages.room}", DESKTOP)
+    expect(console.locator("#gate")).to_be_visible()
+    # A viewer's token is not a host token: the refusal is shown in words.
+    console.fill("#gate-token", token("alice", "viewer"))
+    console.click("#gate-form button[type=submit]")
+    console.locator("#notice-form input").fill("hello")
+    console.click("#notice-form button[type=submit]")
+    expect(console.locator("#notice-out")).to_contain_text("Send notice failed. Not allowed: this needs a host token")
+
+    console.fill("#gate-token", token("host-1", "host", room=pages.room))
+    console.click("#gate-form button[type=submit]")
+    expect(console.locator("#conn")).to_have_attribute("data-status", "open")
+    console.locator("#notice-form input").fill("Welcome, everyone!")
+    console.click("#notice-form button[type=submit]")
+    expect(alice.locator(".notice")).to_contain_text("Welcome, everyone!")
+    expect(guest.locator("#chat li.system", has_text="Welcome, everyone!")).to_have_count(1)
+
+    form = console.locator("#poll-form")
+    form.locator('input[name="question"]').fill("Tea or coffee?")
+    form.locator('textarea[name="options"]').fill("Tea\nCoffee")
+    form.locator('button[type="submit"]').click()
+    expect(console.locator("#poll-out")).to_contain_text("started")
+    expect(alice.locator("#poll-question")).to_have_text("Tea or coffee?")
+    alice.click('#poll-options button[data-option="0"]')
+    expect(alice.locator("#poll-msg")).to_have_text("Thanks for voting!")
+    expect(guest.locator('#poll-options button[data-option="0"] .count')).to_have_text("1 · 100%", timeout=5_000)
+    expect(console.locator("#polls li").first).to_contain_text("1 · 100%")
+    alice.click('#poll-options button[data-option="1"]')
+    expect(alice.locator("#poll-msg")).to_have_text("You already voted.")
+
+    # A guest watches but cannot vote or chat; the reason is shown inline.
+    guest.click('#poll-options button[data-option="1"]')
+    expect(guest.locator("#poll-msg")).to_contain_text("Sign in first")
+    guest.fill("#dm-input", "hi")
+    guest.press("#dm-input", "Enter")
+    expect(guest.locator("#dm-error")).to_contain_text("Sign in first")

@@ -102,7 +102,8 @@ async function act(out, label, fn) {
     const words = error instanceof ApiError ? error.words : describeError(error);
     say(out, `${label} failed. ${words}`, "err");
     log(`${label} failed. ${words}`, "err");
-    if (error instanceof ApiError && error.code === "unauthorized") showGate(words);
+    // A refused or non-host token: ask for the right one.
+    if (error instanceof ApiError && (error.code === "unauthorized" || error.code === "forbidden")) showGate(words);
     return false;
   }
 }
@@ -142,7 +143,10 @@ function connect() {
     const conn = $("conn");
     conn.dataset.status = status;
     conn.textContent = status === "open" ? "live" : status === "failed" ? `offline: ${reason}` : status;
-    if (status === "failed") log(`Websocket: ${reason}`, "err");
+    if (status === "failed") {
+      log(`Websocket: ${reason}`, "err");
+      if (/token/.test(reason)) showGate(`The live feed refused the token: ${reason}`);
+    }
   });
   client.on("welcome", () => renderState());
   client.on("batch", ({ frame }) => {
