@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -25,6 +26,7 @@ from .api import commerce as _commerce_api  # noqa: F401  (registers endpoints)
 from .api import rooms as _rooms  # noqa: F401  (registers endpoints)
 from .api.base import API, error_response
 from .config import Settings
+from .direct import RawSendMiddleware
 from .demo import DEMO_ROOM, ensure_demo_room
 from .embedded import EmbeddedRedis
 from .engine import RoomEngine
@@ -146,6 +148,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes.append(Mount("/static", StaticFiles(directory=PAGES / "static"), name="static"))
     return Starlette(
         routes=routes,
+        middleware=[Middleware(RawSendMiddleware)],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: http_error},
     )

@@ -58,6 +58,7 @@ class Settings:
     demo_room: bool = True
     scheduler: bool = True
     redis_pool: int = 64
+    direct_write: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -91,4 +92,5 @@ class Settings:
             demo_room=_bool("LIVESERVER_DEMO", True),
             scheduler=_bool("LIVESERVER_SCHEDULER", True),
             redis_pool=_int("LIVESERVER_REDIS_POOL", 64, 2),
+            direct_write=_bool("LIVESERVER_DIRECT_WRITE", True),
         )

@@ -21,7 +21,7 @@ from .engine import Event, RoomEngine
 from .metrics import Metrics
 from .streams import StreamReader
 from .tasks import cancel_and_wait
-from .viewer import Frame, Viewer
+from .viewer import Frame, Viewer, encode_frame
 
 log = logging.getLogger("liveserver.hub")
 
@@ -106,12 +106,11 @@ class RoomHub:
             replay, recovered = await self._missed(room, since, upto)
         server_ms = int(time.time() * 1000)
         out: list[Frame] = []
-        codec = viewer.codec
-        out.append(codec.encode(frames.welcome(room.name, viewer.identity.public(), server_ms, room.epoch, upto, recovered, state)))
+        out.append(viewer.encode(frames.welcome(room.name, viewer.identity.public(), server_ms, room.epoch, upto, recovered, state)))
         prev = since if recovered else upto
         for start in range(0, len(replay), REPLAY_CHUNK):
             chunk = replay[start : start + REPLAY_CHUNK]
-            out.append(codec.encode(frames.batch(chunk[-1]["offset"], prev, chunk, {})))
+            out.append(viewer.encode(frames.batch(chunk[-1]["offset"], prev, chunk, {})))
             prev = chunk[-1]["offset"]
         viewer.push_front(out)
 
@@ -275,7 +274,7 @@ class RoomHub:
         for viewer in room.viewers:
             data = encoded.get(viewer.codec.subprotocol)
             if data is None:
-                data = encoded[viewer.codec.subprotocol] = viewer.codec.encode(frame)
+                data = encoded[viewer.codec.subprotocol] = encode_frame(viewer.codec, frame)
             if viewer.push_events(data, room.flushed):
                 self.metrics.frames_sent.inc()
 
@@ -317,7 +316,7 @@ class RoomHub:
                     break
                 if events:
                     frame = frames.batch(upto, viewer.delivered, events, _copy_state(room.state))
-                    viewer.push_control(viewer.codec.encode(frame))
+                    viewer.push_control(viewer.encode(frame))
                     viewer.delivered = upto
                 if room.flushed == upto:  # nothing flushed meanwhile: caught up
                     viewer.lagging_since = None

@@ -78,7 +78,7 @@ class ViewerSession:
                 raise OpError(ErrorCode.RATE_LIMITED, "too many frames; slow down")
             result = await self._dispatch(op)
             if result is not None and op.id is not None:
-                self.viewer.push_control(self.viewer.codec.encode(frames.reply_ok(op.id, result)))
+                self.viewer.push_control(self.viewer.encode(frames.reply_ok(op.id, result)))
             self.metrics.ops.labels(op.op, "ok").inc()
         except ProtocolError as exc:
             self._refuse(exc.frame_id, exc.code, exc.message, {})
@@ -94,7 +94,7 @@ class ViewerSession:
             out = frames.reply_error(fid, code, message, **extra)
         else:
             out = frames.error(code, message)
-        self.viewer.push_control(self.viewer.codec.encode(out))
+        self.viewer.push_control(self.viewer.encode(out))
         # Business refusals (sold out, limit) are normal; malformed or excess input is abuse.
         if code in (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LONG, ErrorCode.RATE_LIMITED):
             now = time.monotonic()
@@ -108,7 +108,7 @@ class ViewerSession:
     async def _dispatch(self, op: ClientOp) -> dict[str, Any] | None:
         if op.op == "ping":
             server_ms = int(time.time() * 1000)
-            self.viewer.push_control(self.viewer.codec.encode(frames.pong(op.args.get("client_ms"), server_ms, op.id)))
+            self.viewer.push_control(self.viewer.encode(frames.pong(op.args.get("client_ms"), server_ms, op.id)))
             return None
         if op.op == "like":
             self.hub.like(self.viewer, op.args["n"])

@@ -1,7 +1,8 @@
 """One viewer connection as the hub sees it: an identity, a codec and an outbound queue.
 
-The hub never awaits a viewer: it appends encoded frames to the queue and the
-connection's writer task drains it. The queue is bounded in bytes; past the bound the
+The hub never awaits a viewer: it writes a frame straight to the socket when nothing is
+queued (see `direct.py`), else appends it to the queue that the connection's writer task
+drains. The queue is bounded in bytes; past the bound the
 viewer is *lagging*: event frames are skipped (and caught up later from the stream, or
 the connection is closed with 4408).
 """
@@ -11,28 +12,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from protocol import Codec
 
 from .auth import Identity
+from .direct import DirectWriter
 
 if TYPE_CHECKING:
     from .hub import LocalRoom
 
-Frame = bytes | str
+Frame = bytes  # an encoded frame; text frames (lc1.json) hold UTF-8
+
+
+def encode_frame(codec: Codec, frame: dict[str, Any]) -> Frame:
+    data = codec.encode(frame)
+    return data.encode() if isinstance(data, str) else data
 
 
 class Viewer:
     __slots__ = (
         "conn_id", "identity", "codec", "limit", "room", "_queue", "queued_bytes", "_wake",
         "paused", "lagging_since", "delivered", "close_code", "closed", "skipped", "catching_up",
+        "text", "direct",
     )
 
-    def __init__(self, conn_id: str, identity: Identity, codec: Codec, limit: int) -> None:
+    def __init__(self, conn_id: str, identity: Identity, codec: Codec, limit: int,
+                 direct: DirectWriter | None = None) -> None:
         self.conn_id = conn_id
         self.identity = identity
         self.codec = codec
+        self.text = not codec.binary
+        self.direct = direct
         self.limit = limit
         self.room: LocalRoom | None = None
         self._queue: deque[Frame] = deque()
@@ -47,6 +58,9 @@ class Viewer:
         self.catching_up = False
 
     # -- called by the hub / session (never blocks) ---------------------------------
+    def encode(self, frame: dict[str, Any]) -> Frame:
+        return encode_frame(self.codec, frame)
+
     def push_events(self, data: Frame, offset: str) -> bool:
         """Queue an event frame; False (and lagging) when the buffer is over its limit."""
         if self.lagging_since is not None:
@@ -78,6 +92,9 @@ class Viewer:
         self._wake.set()
 
     def _append(self, data: Frame) -> None:
+        if (not self.paused and self.queued_bytes == 0 and self.close_code is None
+                and self.direct is not None and self.direct.write(data, self.text)):
+            return
         self._queue.append(data)
         self.queued_bytes += len(data)
         if not self.paused:

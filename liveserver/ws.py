@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from protocol import CloseCode, choose_codec, parse_offset
 
 from .auth import AuthError, guest, verify
+from .direct import DirectWriter
 from .keys import valid_room
 from .services import Services
 from .session import ViewerSession
@@ -62,7 +63,8 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
     if since is not None and parse_offset(since) is None:
         since = None  # a malformed offset is treated as a fresh join
 
-    viewer = Viewer(conn_id, identity, codec, settings.viewer_buffer)
+    direct = DirectWriter.for_scope(websocket.scope) if settings.direct_write else None
+    viewer = Viewer(conn_id, identity, codec, settings.viewer_buffer, direct)
     session = ViewerSession(viewer, room, services.hub, services.engine, settings, services.metrics, services.op_handlers)
     writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
     try:
@@ -110,8 +112,8 @@ async def _write(websocket: WebSocket, viewer: Viewer) -> None:
             if not batch:
                 break
             for data in batch:
-                if isinstance(data, str):
-                    await websocket.send_text(data)
+                if viewer.text:
+                    await websocket.send_text(data.decode())
                 else:
                     await websocket.send_bytes(data)
                 viewer.sent(data)
