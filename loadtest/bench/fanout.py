@@ -30,7 +30,7 @@ PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 NODE_DIR = PEERS_DIR / "socketio-node"
 ROOT = PEERS_DIR.parent.parent
 SECRET = "bench-secret-0123456789-0123456789-abcdef"
-ALL_PEERS = ["liveserver", "websockets", "socketio-node", "python-socketio", "channels"]
+ALL_PEERS = ["liveserver", "liveserver-queued", "websockets", "socketio-node", "python-socketio", "channels"]
 PIP_DEPS = {"python-socketio": ["python-socketio>=5.11"], "channels": ["channels>=4.1", "channels-redis>=4.2", "django>=4.2"]}
 
 
@@ -57,7 +57,10 @@ class Peer:
     def command(self, port: int, redis_url: str) -> tuple[list[str], dict[str, str]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESERVER_")}
         py = sys.executable
-        if self.name == "liveserver":
+        if self.kind == "liveserver":
+            # liveserver-queued: the same server with the direct-write fast path off
+            # (every frame through the viewer's writer task), to measure that path.
+            env["LIVESERVER_DIRECT_WRITE"] = "0" if self.name == "liveserver-queued" else "1"
             env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_REDIS_URL": redis_url, "LIVESERVER_DEMO": "0",
                         "LIVESERVER_DANMAKU_RATE": "100000", "LIVESERVER_DANMAKU_BURST": "100000",
                         "LIVESERVER_OP_RATE": "100000", "LIVESERVER_MAX_DANMAKU_LEN": "4000"})
@@ -94,6 +97,8 @@ class Peer:
 
 PEERS = {
     "liveserver": Peer("liveserver", "liveserver", "/ws/rooms/bench", "liveserver (this repo), default 100 ms tick"),
+    "liveserver-queued": Peer("liveserver-queued", "liveserver", "/ws/rooms/bench",
+                              "liveserver with LIVESERVER_DIRECT_WRITE=0 (writer task per viewer)"),
     "websockets": Peer("websockets", "raw", "/", "bare websockets broadcast() + Redis pub/sub"),
     "socketio-node": Peer("socketio-node", "engineio", "", "Socket.IO 4 on Node + @socket.io/redis-streams-adapter"),
     "python-socketio": Peer("python-socketio", "engineio", "", "python-socketio AsyncServer + AsyncRedisManager (uvicorn)"),
@@ -204,7 +209,7 @@ async def bench_peer(peer: Peer, opts: BenchOptions, log: Any) -> dict[str, Any]
         for port, proc in zip(ports, servers):
             wait_port(port, proc)
         bases = [f"ws://127.0.0.1:{p}" for p in ports]
-        if peer.name == "liveserver":
+        if peer.kind == "liveserver":
             # the room must exist; readyz means Redis is reachable too
             for port in ports:
                 for _ in range(200):
@@ -343,7 +348,7 @@ def run_bench(opts: BenchOptions) -> int:
     names = opts.peers or ALL_PEERS
     unknown = [n for n in names if n not in PEERS]
     if unknown:
-        print(f"liveload: unknown peers {unknown}; known: {', '.join(ALL_PEERS)}", file=sys.stderr)
+        print(f"liveload: unknown peers {unknown}; known: {', '.join(PEERS)}", file=sys.stderr)
         return 2
     if opts.install:
         install_peers(names)
