@@ -69,11 +69,17 @@ class CommerceEngine:
         n = await self.redis.hincrby(CommerceKeys(room).seq(), kind, 1)
         return f"{room}.{prefix}{n}"
 
-    async def schedule(self, kind: str, room: str, object_id: str, due_ms: int) -> None:
-        await self.redis.zadd(JOBS_DUE, {job(kind, room, object_id): due_ms})
-
-    async def _index(self, room: str, kind: str, object_id: str, created: int) -> None:
-        await self.redis.zadd(CommerceKeys(room).index(kind), {object_id: created})
+    async def _save_new(self, key: str, index: str, obj: dict[str, Any], jobs: dict[str, int],
+                        sweep_room: str | None = None) -> None:
+        """Write a new object, list it in its room's index and schedule its jobs, atomically."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={k: str(v) for k, v in obj.items()})
+        pipe.zadd(index, {obj["id"]: obj["created_ms"]})
+        if jobs:
+            pipe.zadd(JOBS_DUE, jobs)
+        if sweep_room is not None:
+            pipe.sadd(SWEEP_ROOMS, sweep_room)
+        await pipe.execute()
 
     async def recent(self, room: str, kind: str, count: int = 50) -> list[str]:
         return list(await self.redis.zrange(CommerceKeys(room).index(kind), -count, -1))
@@ -109,14 +115,10 @@ class CommerceEngine:
             "start_ms": start_ms, "end_ms": start_ms + duration_s * 1000, "created_ms": created,
         }
         keys = CommerceKeys(room)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.sale(sale_id), mapping={k: str(v) for k, v in sale.items()})
-        pipe.zadd(keys.index("sales"), {sale_id: created})
-        pipe.sadd(SWEEP_ROOMS, room)
-        pipe.zadd(JOBS_DUE, {job("sale_end", room, sale_id): sale["end_ms"]})
+        jobs = {job("sale_end", room, sale_id): sale["end_ms"]}
         if start_ms > created:
-            pipe.zadd(JOBS_DUE, {job("sale_start", room, sale_id): start_ms})
-        await pipe.execute()
+            jobs[job("sale_start", room, sale_id)] = start_ms
+        await self._save_new(keys.sale(sale_id), keys.index("sales"), sale, jobs, sweep_room=room)
         view = self.sale_view(sale, created)
         await self.rooms.publish(room, "sale", {"sale": view})
         return view
@@ -261,12 +263,9 @@ class CommerceEngine:
             "end_ms": start_ms + duration_s * 1000, "created_ms": created,
         }
         keys = CommerceKeys(room)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.coupon(coupon_id), mapping={k: str(v) for k, v in coupon.items()})
-        pipe.zadd(keys.index("coupons"), {coupon_id: created})
-        pipe.zadd(JOBS_DUE, {job("coupon_drop", room, coupon_id): start_ms})
-        pipe.zadd(JOBS_DUE, {job("coupon_end", room, coupon_id): coupon["end_ms"]})
-        await pipe.execute()
+        await self._save_new(keys.coupon(coupon_id), keys.index("coupons"), coupon,
+                             {job("coupon_drop", room, coupon_id): start_ms,
+                              job("coupon_end", room, coupon_id): coupon["end_ms"]})
         return self.coupon_view(coupon, created)
 
     def coupon_view(self, coupon: dict[str, Any], now: int | None = None) -> dict[str, Any]:
@@ -321,11 +320,8 @@ class CommerceEngine:
             "start_ms": created, "end_ms": created + duration_s * 1000, "created_ms": created,
         }
         keys = CommerceKeys(room)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.lottery(lottery_id), mapping={k: str(v) for k, v in lottery.items()})
-        pipe.zadd(keys.index("lotteries"), {lottery_id: created})
-        pipe.zadd(JOBS_DUE, {job("lottery_draw", room, lottery_id): lottery["end_ms"]})
-        await pipe.execute()
+        await self._save_new(keys.lottery(lottery_id), keys.index("lotteries"), lottery,
+                             {job("lottery_draw", room, lottery_id): lottery["end_ms"]})
         view = self.lottery_view(lottery)
         await self.rooms.publish(room, "lottery", {"lottery": view})
         return view
@@ -385,11 +381,8 @@ class CommerceEngine:
             "created_ms": created,
         }
         keys = CommerceKeys(room)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.poll(poll_id), mapping={k: str(v) for k, v in poll.items()})
-        pipe.zadd(keys.index("polls"), {poll_id: created})
-        pipe.zadd(JOBS_DUE, {job("poll_end", room, poll_id): poll["end_ms"]})
-        await pipe.execute()
+        await self._save_new(keys.poll(poll_id), keys.index("polls"), poll,
+                             {job("poll_end", room, poll_id): poll["end_ms"]})
         view = self.poll_view(poll, [0] * len(options), created)
         await self.rooms.publish(room, "poll", {"poll": view})
         return view

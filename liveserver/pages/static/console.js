@@ -3,8 +3,8 @@
 
 import { LiveClient, yuan, toCents, clock, describeError } from "/protocol/js/liveclient.js";
 import { Spark } from "/static/spark.js";
+import { $, el, appendCapped } from "/static/dom.js";
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "demo");
 const TOKEN_KEY = `liveserver.host.${room}`;
@@ -19,18 +19,6 @@ const view = {
 };
 
 // -- helpers ------------------------------------------------------------------------------------
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("data-")) node.setAttribute(k, v);
-    else node[k] = v;
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
-
 function say(out, text, kind = "") {
   out.textContent = text;
   out.className = "out" + (kind ? " " + kind : "");
@@ -197,11 +185,7 @@ function feedSystem(text) {
 }
 
 function appendFeed(li) {
-  const feed = $("feed");
-  const atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
-  feed.append(li);
-  while (feed.children.length > 200) feed.firstElementChild.remove();
-  if (atBottom) feed.scrollTop = feed.scrollHeight;
+  appendCapped($("feed"), li, 200);
 }
 
 $("host-say").addEventListener("submit", async (e) => {

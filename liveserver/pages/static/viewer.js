@@ -5,8 +5,8 @@
 import { LiveClient, yuan, clock, newKey, describeError } from "/protocol/js/liveclient.js";
 import { verify as verifyDraw } from "/protocol/js/lottery_verify.js";
 import { DanmakuLanes } from "/static/danmaku.js";
+import { $, el, appendCapped } from "/static/dom.js";
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "demo");
 const token = params.get("token");
@@ -36,18 +36,6 @@ const lanes = new DanmakuLanes($("danmaku-layer"));
 function setMsg(el, text, kind = "") {
   el.textContent = text;
   el.className = el.className.replace(/\b(ok|err)\b/g, "").trim() + (kind ? " " + kind : "");
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("data-")) node.setAttribute(k, v);
-    else node[k] = v;
-  }
-  for (const child of children) node.append(child);
-  return node;
 }
 
 function isMe(userId) {
@@ -141,7 +129,6 @@ function onEvent(ev) {
 const CHAT_MAX = 80;
 
 function chatLine(ev) {
-  const chat = $("chat");
   const li = el("li", { "data-offset": ev.offset, class: ev.role === "host" || ev.role === "admin" ? "host" : "" },
     el("span", { class: "who", text: ev.name || ev.user }), el("span", { class: "text", text: ev.text }));
   appendChat(li);
@@ -152,11 +139,7 @@ function systemLine(text) {
 }
 
 function appendChat(li) {
-  const chat = $("chat");
-  const atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
-  chat.append(li);
-  while (chat.children.length > CHAT_MAX) chat.firstElementChild.remove();
-  if (atBottom) chat.scrollTop = chat.scrollHeight;
+  appendCapped($("chat"), li, CHAT_MAX);
 }
 
 function showNotice(text) {
