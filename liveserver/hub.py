@@ -320,6 +320,7 @@ class RoomHub:
                     viewer.delivered = upto
                 if room.flushed == upto:  # nothing flushed meanwhile: caught up
                     viewer.lagging_since = None
+                    self.metrics.catch_ups.inc()
                     return
             viewer.close(CloseCode.TOO_SLOW)
         except Exception:

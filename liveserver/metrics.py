@@ -21,6 +21,7 @@ class Metrics:
             registry=r,
         )
         self.danmaku_dropped = Counter("liveserver_danmaku_dropped", "Danmaku not relayed by the storm cap", registry=r)
+        self.catch_ups = Counter("liveserver_catch_ups", "Lagging viewers refilled from the stream", registry=r)
         self.slow_closes = Counter("liveserver_slow_closes", "Viewers closed with 4408 (too slow)", registry=r)
         self.abuse_closes = Counter("liveserver_abuse_closes", "Viewers closed with 4429 (abuse)", registry=r)
 
