@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -148,3 +149,37 @@ def test_second_server_on_the_same_data_dir_refuses(data_dir: Path) -> None:
         assert httpx.get(f"{first.http}/readyz", timeout=5).status_code == 200, "the first server is unharmed"
     finally:
         first.stop(signal.SIGTERM, timeout=20)
+
+
+def test_ctrl_c_in_a_terminal_stops_cleanly(data_dir: Path) -> None:
+    """Ctrl-C signals the whole foreground process group. The embedded Redis lives in its
+    own session, so only the server gets it; the server drains and stops Redis last:
+    exit 130, no traceback, no orphan."""
+    port = free_port()
+    out = data_dir / "out.log"
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "liveserver", "serve", "--port", str(port)],
+                                env=embedded_env(data_dir), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # a "terminal" group of its own
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, out.read_text()
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "server did not get ready"
+                time.sleep(0.05)
+            redis = [p for p in psutil.Process(proc.pid).children(recursive=True) if "redis-server" in p.name()]
+            assert len(redis) == 1
+            assert os.getpgid(redis[0].pid) != os.getpgid(proc.pid), "Ctrl-C would reach Redis directly"
+            os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+            assert proc.wait(timeout=20) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out.read_text()
+    assert "Traceback" not in text and "Error" not in text, text
+    assert gone(redis[0], 10), "redis-server outlived the server"

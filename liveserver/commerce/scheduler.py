@@ -10,6 +10,8 @@ import logging
 import time
 from typing import Awaitable, Callable
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from ..tasks import cancel_and_wait
 from .keys import JOBS_DUE, JOBS_LEASE
 from .store import CommerceEngine
@@ -50,6 +52,8 @@ class Scheduler:
                 await work()
             except asyncio.CancelledError:
                 raise
+            except RedisConnectionError as exc:  # Redis restarting: the next pass retries
+                log.warning("scheduled work: Redis unavailable (%s)", exc)
             except Exception:
                 log.exception("scheduled work failed")
             await asyncio.sleep(period)
