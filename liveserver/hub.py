@@ -28,6 +28,13 @@ log = logging.getLogger("liveserver.hub")
 REPLAY_LIMIT = 5000  # a longer gap is not worth replaying: the client takes fresh state
 REPLAY_CHUNK = 500
 IDLE_TICKS = 20  # an empty room is kept this many ticks before it is dropped
+# Event kinds that act on nodes and are never relayed to viewers (their offsets still
+# advance the batch chain, so clients see no gap).
+INTERNAL_KINDS = frozenset({"ban"})
+
+
+def visible(events: list[Event]) -> list[Event]:
+    return [e for e in events if e["k"] not in INTERNAL_KINDS]
 
 
 class StateSource(Protocol):
@@ -110,7 +117,7 @@ class RoomHub:
         prev = since if recovered else upto
         for start in range(0, len(replay), REPLAY_CHUNK):
             chunk = replay[start : start + REPLAY_CHUNK]
-            out.append(viewer.encode(frames.batch(chunk[-1]["offset"], prev, chunk, {})))
+            out.append(viewer.encode(frames.batch(chunk[-1]["offset"], prev, visible(chunk), {})))
             prev = chunk[-1]["offset"]
         viewer.push_front(out)
 
@@ -262,11 +269,13 @@ class RoomHub:
         if events:
             room.flushed = events[-1]["offset"]
             for event in events:
+                if event["k"] == "ban":
+                    self._kick(room, event.get("user"))
                 for source in self.sources:
                     source.apply(room, event)
-            events = self._cap_danmaku(room, events)
+            events = self._cap_danmaku(room, visible(events))
         changed = {k: v for k, v in room.state.items() if room.sent_state.get(k) != v}
-        if not events and not changed:
+        if not events and not changed and room.flushed == prev:
             return
         room.sent_state = _copy_state(room.state)
         frame = frames.batch(room.flushed, prev, events, changed)
@@ -277,6 +286,12 @@ class RoomHub:
                 data = encoded[viewer.codec.subprotocol] = encode_frame(viewer.codec, frame)
             if viewer.push_events(data, room.flushed):
                 self.metrics.frames_sent.inc()
+
+    def _kick(self, room: LocalRoom, user: object) -> None:
+        """A ban takes effect at once on every node: that user's connections close with 4403."""
+        for viewer in room.viewers:
+            if viewer.identity.id == user:
+                viewer.close(CloseCode.BANNED)
 
     def _cap_danmaku(self, room: LocalRoom, events: list[Event]) -> list[Event]:
         cap = self.settings.danmaku_per_tick
@@ -315,7 +330,7 @@ class RoomHub:
                 if len(events) > REPLAY_LIMIT:
                     break
                 if events:
-                    frame = frames.batch(upto, viewer.delivered, events, _copy_state(room.state))
+                    frame = frames.batch(upto, viewer.delivered, visible(events), _copy_state(room.state))
                     viewer.push_control(viewer.encode(frame))
                     viewer.delivered = upto
                 if room.flushed == upto:  # nothing flushed meanwhile: caught up

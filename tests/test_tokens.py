@@ -173,3 +173,33 @@ def test_host_token_is_limited_to_its_room(api_node: Node, room: str) -> None:
 def test_reading_a_room_needs_no_token(api_node: Node, room: str) -> None:
     r = httpx.get(f"{api_node.http}/api/v1/rooms/{room}", timeout=5)
     assert r.status_code == 200 and r.json()["room"] == room
+
+
+async def test_ban_closes_open_connections_and_others_see_no_gap(start_node, room_name: str) -> None:
+    """A ban reaches every node: the user's open sockets close with 4403 at the next tick;
+    the other viewers never see the internal `ban` event and their batch chain is whole."""
+    a = start_node()
+    b = start_node()
+    create_room(a, room_name)
+    troll_a = await Client.connect(a, room_name, user="troll")
+    troll_b = await Client.connect(b, room_name, user="troll")
+    witness = await Client.connect(b, room_name, user="witness")
+    frames: list[dict] = []
+    last = witness.offset
+    r = httpx.post(f"{a.http}/api/v1/rooms/{room_name}/bans", json={"user": "troll"}, headers=admin_headers(), timeout=5)
+    assert r.status_code == 201, r.text
+    for troll in (troll_a, troll_b):
+        code = await asyncio.wait_for(troll.closed, 5)
+        assert code == 4403
+    notice = httpx.post(f"{a.http}/api/v1/rooms/{room_name}/notices", json={"text": "after"}, headers=admin_headers(), timeout=5)
+    after = notice.json()["offset"]
+    while True:
+        frame = await witness.recv(5)
+        frames.append(frame)
+        if frame["t"] == "batch" and any(e["offset"] == after for e in frame["events"]):
+            break
+    for frame in (f for f in frames if f["t"] == "batch"):
+        assert frame["prev"] == last, "gap in the witness's batch chain"
+        last = frame["offset"]
+        assert all(e["k"] != "ban" for e in frame["events"])
+    await witness.close()

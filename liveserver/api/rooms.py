@@ -80,11 +80,14 @@ async def post_mute(call: Call) -> dict[str, Any]:
     return {"user": call.body["user"], "until_ms": until_ms}
 
 
-@API.add("POST", "/rooms/{room}/bans", "Ban (or unban) a user from the room", body=schemas.BAN, status=201)
+@API.add("POST", "/rooms/{room}/bans", "Ban (or unban) a user: open connections close with 4403, new ones are refused",
+         body=schemas.BAN, status=201)
 async def post_ban(call: Call) -> dict[str, Any]:
     room = await require_room(call)
     banned = call.body.get("banned", True)
     await call.services.engine.ban(room, call.body["user"], banned)
+    if banned:  # nodes close that user's open connections (an internal event, not relayed)
+        await call.services.engine.publish(room, "ban", {"user": call.body["user"]})
     return {"user": call.body["user"], "banned": banned}
 
 
