@@ -1,18 +1,18 @@
 """One viewer connection as the hub sees it: an identity, a codec and an outbound queue.
 
 The hub never awaits a viewer: it writes a frame straight to the socket when nothing is
-queued (see `direct.py`), else appends it to the queue that the connection's writer task
-drains. The queue is bounded in bytes; past the bound the
+queued (see `direct.py`), else appends it to the queue. A writer task drains the queue
+and ends when it is empty; it is started again by the next frame that has to wait, so
+an idle connection costs no task of its own. The queue is bounded in bytes; past the bound the
 viewer is *lagging*: event frames are skipped (and caught up later from the stream, or
 the connection is closed with 4408).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from protocol import Codec
 
@@ -32,13 +32,13 @@ def encode_frame(codec: Codec, frame: dict[str, Any]) -> Frame:
 
 class Viewer:
     __slots__ = (
-        "conn_id", "identity", "codec", "limit", "room", "_queue", "queued_bytes", "_wake",
-        "paused", "lagging_since", "delivered", "close_code", "closed", "skipped", "catching_up",
+        "conn_id", "identity", "codec", "limit", "room", "_queue", "queued_bytes", "_start_writer",
+        "writing", "paused", "lagging_since", "delivered", "close_code", "skipped", "catching_up",
         "text", "direct",
     )
 
     def __init__(self, conn_id: str, identity: Identity, codec: Codec, limit: int,
-                 direct: DirectWriter | None = None) -> None:
+                 direct: DirectWriter | None = None, start_writer: Callable[[], None] | None = None) -> None:
         self.conn_id = conn_id
         self.identity = identity
         self.codec = codec
@@ -48,12 +48,12 @@ class Viewer:
         self.room: LocalRoom | None = None
         self._queue: deque[Frame] = deque()
         self.queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._start_writer = start_writer  # starts a task that drains the queue (ws.py)
+        self.writing = False  # a writer task is draining (or about to)
         self.paused = True  # until the welcome is queued: batches wait behind it
         self.lagging_since: float | None = None
         self.delivered = ""  # offset of the last event frame queued for this viewer
         self.close_code: int | None = None  # set by the hub: the writer closes with it
-        self.closed = False
         self.skipped = 0
         self.catching_up = False
 
@@ -84,12 +84,13 @@ class Viewer:
             self._queue.appendleft(data)
             self.queued_bytes += len(data)
         self.paused = False
-        self._wake.set()
+        self._kick_writer()
 
     def close(self, code: int) -> None:
+        """Ask the connection to close with `code` once what is queued has been written."""
         if self.close_code is None:
             self.close_code = code
-        self._wake.set()
+        self._kick_writer()
 
     def _append(self, data: Frame) -> None:
         if (not self.paused and self.queued_bytes == 0 and self.close_code is None
@@ -98,20 +99,26 @@ class Viewer:
         self._queue.append(data)
         self.queued_bytes += len(data)
         if not self.paused:
-            self._wake.set()
+            self._kick_writer()
+
+    def _kick_writer(self) -> None:
+        if not self.writing and self._start_writer is not None:
+            self.writing = True
+            self._start_writer()
 
     # -- called by the connection's writer task ------------------------------------
-    async def next_frames(self) -> list[Frame]:
-        """Wait for frames to write; [] means: close now with `close_code`."""
-        while True:
-            if self.close_code is not None:
-                return []
-            if self._queue and not self.paused:
-                frames = list(self._queue)
-                self._queue.clear()
-                return frames
-            self._wake.clear()
-            await self._wake.wait()
+    def take_frames(self) -> list[Frame] | None:
+        """What to write next: None means close now with `close_code`; [] means the
+        queue is empty and the writer ends (synchronously, so no frame can slip in
+        between this check and the writer being marked as gone)."""
+        if self.close_code is not None:
+            return None
+        if self._queue and not self.paused:
+            frames = list(self._queue)
+            self._queue.clear()
+            return frames
+        self.writing = False
+        return []
 
     def sent(self, data: Frame) -> None:
         self.queued_bytes -= len(data)

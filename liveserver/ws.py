@@ -18,6 +18,7 @@ from .direct import DirectWriter
 from .keys import valid_room
 from .services import Services
 from .session import ViewerSession
+from .tasks import cancel_and_wait
 from .viewer import Viewer
 
 log = logging.getLogger("liveserver.ws")
@@ -64,9 +65,14 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
         since = None  # a malformed offset is treated as a fresh join
 
     direct = DirectWriter.for_scope(websocket.scope) if settings.direct_write else None
-    viewer = Viewer(conn_id, identity, codec, settings.viewer_buffer, direct)
+    writer: asyncio.Task[None] | None = None
+
+    def start_writer() -> None:
+        nonlocal writer
+        writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
+
+    viewer = Viewer(conn_id, identity, codec, settings.viewer_buffer, direct, start_writer)
     session = ViewerSession(viewer, room, services.hub, services.engine, settings, services.metrics, services.op_handlers)
-    writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
     try:
         try:
             await services.hub.join(viewer, room, since, epoch)
@@ -74,21 +80,17 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
             log.warning("join of %s failed: %s", room, exc)
             await websocket.close(CloseCode.OVERLOADED, "try again shortly")
             return
-        reader = asyncio.create_task(_read(websocket, session), name=f"reader-{conn_id}")
-        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if writer in done:
-            reader.cancel()
-        elif viewer.close_code is None:
-            writer.cancel()  # the client went away
-        else:  # the session asked to close (4429): let the writer send the close frame
-            with contextlib.suppress(asyncio.TimeoutError):
+        # This coroutine reads; a close asked by the hub (4403, 4408) makes the writer send
+        # the close frame, and uvicorn then ends the read with a disconnect.
+        await _read(websocket, session)
+        if viewer.close_code is not None and writer is not None:
+            # A close was asked (4429, 4408, ...): let the writer send the close frame.
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(writer), CLOSE_TIMEOUT_S * 2)
-        for task in (reader, writer):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
     finally:
         services.hub.leave(viewer)
-        writer.cancel()
+        if writer is not None:
+            await cancel_and_wait(writer)
 
 
 async def _read(websocket: WebSocket, session: ViewerSession) -> None:
@@ -105,12 +107,14 @@ async def _read(websocket: WebSocket, session: ViewerSession) -> None:
 
 
 async def _write(websocket: WebSocket, viewer: Viewer) -> None:
-    """Drain the viewer queue to the socket; on a close code, close with it."""
+    """Drain the viewer queue to the socket, then end; on a close code, close with it."""
     try:
         while True:
-            batch = await viewer.next_frames()
-            if not batch:
+            batch = viewer.take_frames()
+            if batch is None:
                 break
+            if not batch:
+                return  # drained: the next frame that must wait starts a new writer
             for data in batch:
                 if viewer.text:
                     await websocket.send_text(data.decode())
@@ -124,5 +128,3 @@ async def _write(websocket: WebSocket, viewer: Viewer) -> None:
             await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT_S)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass
-    finally:
-        viewer.closed = True
