@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 from protocol import ErrorCode
 
@@ -130,12 +130,17 @@ class CommerceEngine:
         view["phase"] = sale_phase(sale, now if now is not None else now_ms())
         return view
 
-    async def sale(self, sale_id: str) -> dict[str, Any]:
-        room = room_of(sale_id)
-        raw = await self.redis.hgetall(CommerceKeys(room).sale(sale_id)) if room else None
+    async def _load(self, what: str, object_id: str, key: Callable[[CommerceKeys, str], str],
+                    int_fields: tuple[str, ...]) -> dict[str, Any]:
+        """An object's hash by id (its room is in the id), numbers as ints; not_found if none."""
+        room = room_of(object_id)
+        raw = await self.redis.hgetall(key(CommerceKeys(room), object_id)) if room else None
         if not raw:
-            raise OpError(ErrorCode.NOT_FOUND, f"no sale {sale_id!r}")
-        return _ints(raw, SALE_INT_FIELDS)
+            raise OpError(ErrorCode.NOT_FOUND, f"no {what} {object_id!r}")
+        return _ints(raw, int_fields)
+
+    async def sale(self, sale_id: str) -> dict[str, Any]:
+        return await self._load("sale", sale_id, CommerceKeys.sale, SALE_INT_FIELDS)
 
     async def announce_sale(self, sale_id: str, flag: str) -> None:
         """Scheduled phase change (start/end): one `sale` event, however many nodes run it."""
@@ -275,11 +280,7 @@ class CommerceEngine:
         return view
 
     async def coupon(self, coupon_id: str) -> dict[str, Any]:
-        room = room_of(coupon_id)
-        raw = await self.redis.hgetall(CommerceKeys(room).coupon(coupon_id)) if room else None
-        if not raw:
-            raise OpError(ErrorCode.NOT_FOUND, f"no coupon {coupon_id!r}")
-        return _ints(raw, COUPON_INT_FIELDS)
+        return await self._load("coupon", coupon_id, CommerceKeys.coupon, COUPON_INT_FIELDS)
 
     async def announce_coupon(self, coupon_id: str, flag: str) -> None:
         coupon = await self.coupon(coupon_id)
@@ -332,11 +333,7 @@ class CommerceEngine:
         return {k: lottery[k] for k in keep if k in lottery}  # never the seed before the draw
 
     async def lottery(self, lottery_id: str) -> dict[str, Any]:
-        room = room_of(lottery_id)
-        raw = await self.redis.hgetall(CommerceKeys(room).lottery(lottery_id)) if room else None
-        if not raw:
-            raise OpError(ErrorCode.NOT_FOUND, f"no lottery {lottery_id!r}")
-        return _ints(raw, LOTTERY_INT_FIELDS)
+        return await self._load("lottery", lottery_id, CommerceKeys.lottery, LOTTERY_INT_FIELDS)
 
     async def enter(self, room: str, lottery_id: str, user: str) -> dict[str, Any]:
         if room_of(lottery_id) != room:
@@ -397,13 +394,8 @@ class CommerceEngine:
         }
 
     async def poll(self, poll_id: str) -> tuple[dict[str, Any], list[int]]:
-        room = room_of(poll_id)
-        keys = CommerceKeys(room or "")
-        raw = await self.redis.hgetall(keys.poll(poll_id)) if room else None
-        if not raw:
-            raise OpError(ErrorCode.NOT_FOUND, f"no poll {poll_id!r}")
-        poll = _ints(raw, POLL_INT_FIELDS)
-        counts = await self.redis.hgetall(keys.tallies(poll_id))
+        poll = await self._load("poll", poll_id, CommerceKeys.poll, POLL_INT_FIELDS)
+        counts = await self.redis.hgetall(CommerceKeys(poll["room"]).tallies(poll_id))
         return poll, [int(counts.get(str(i), 0)) for i in range(poll["options"])]
 
     async def announce_poll_end(self, poll_id: str) -> None:
