@@ -160,8 +160,7 @@ class RoomHub:
         fut: asyncio.Future[LocalRoom] = asyncio.get_running_loop().create_future()
         self._opening[name] = fut
         try:
-            room = await self._load(name)
-            self.rooms[name] = room
+            room = await self._load(name)  # registers the room in self.rooms
             self.metrics.rooms.set(len(self.rooms))
             fut.set_result(room)
             return room

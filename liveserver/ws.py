@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -24,7 +23,6 @@ from .viewer import Viewer
 log = logging.getLogger("liveserver.ws")
 
 _conn_ids = itertools.count(1)
-_NODE_TAG = os.urandom(3).hex()
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -37,7 +35,7 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
     codec = choose_codec(offered)
     await websocket.accept(subprotocol=codec.subprotocol if codec.subprotocol in offered else None)
 
-    conn_id = f"{_NODE_TAG}-{next(_conn_ids)}"
+    conn_id = f"{services.node_id}-{next(_conn_ids)}"  # unique across nodes (guest ids use it)
     token = params.get("token")
     if token:
         try:

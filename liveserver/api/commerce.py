@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 from starlette.responses import Response
@@ -143,8 +144,6 @@ async def get_lottery(call: Call) -> dict[str, Any]:
     lottery = await store.lottery(_lottery_id(call))
     out: dict[str, Any] = {"lottery": store.lottery_view(lottery)}
     if "result" in lottery:
-        import json
-
         out["result"] = json.loads(lottery["result"])
         out["entrants_list"] = await store.entrants(lottery["id"])
     else:
