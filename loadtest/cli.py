@@ -127,12 +127,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    peers = args.peers.split(",") if args.peers else None
+    out = Path(args.out) if args.out else None
+    if args.kind in ("capacity", "idle"):
+        from .bench.capacity import CapacityOptions, run_capacity
+
+        copts = CapacityOptions(start=args.start, step=args.step, growth=args.growth, publishers=args.publishers, max_viewers=args.max_viewers,
+                                stage_seconds=args.stage_seconds, settle_seconds=args.settle_seconds,
+                                danmaku_rate=args.danmaku_rate, like_rate=args.like_rate, size=args.size,
+                                probes=args.probes, generators=args.generators, servers=args.servers or 1,
+                                p99_limit_ms=args.p99_limit, delivery_floor_pct=args.delivery_floor,
+                                pin=not args.no_pin, peers=peers, install=args.install_peers, out=out,
+                                idle_viewers=args.viewers)
+        return run_capacity(copts, args.kind)
     from .bench.fanout import BenchOptions, run_bench
 
     opts = BenchOptions(viewers=args.viewers, rate=args.rate, seconds=args.seconds, size=args.size,
-                        servers=args.servers, peers=args.peers.split(",") if args.peers else None,
-                        install=args.install_peers, out=Path(args.out) if args.out else None,
-                        generators=args.generators)
+                        servers=args.servers or 2, peers=peers, install=args.install_peers, out=out,
+                        generators=args.generators, redis=args.redis)
     return run_bench(opts)
 
 
@@ -177,16 +189,32 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="peer benchmarks")
-    b.add_argument("kind", choices=["fanout"])
-    b.add_argument("--viewers", type=int, default=1000)
+    b.add_argument("kind", choices=["fanout", "capacity", "idle"],
+                   help="fanout: one publisher, fixed viewers; capacity: ramp viewers under a storm; idle: memory per idle viewer")
+    b.add_argument("--viewers", type=int, default=1000, help="fanout: viewers; idle: idle viewers")
     b.add_argument("--rate", type=float, default=20, help="published messages per second")
     b.add_argument("--seconds", type=float, default=20)
     b.add_argument("--size", type=int, default=100, help="message payload bytes")
-    b.add_argument("--servers", type=int, default=2, help="server processes per peer (sharing one Redis)")
+    b.add_argument("--servers", type=int, help="server processes per peer (sharing one Redis); default 2 (fanout), 1 (capacity, idle)")
     b.add_argument("--generators", type=int, default=1, help="client generator processes")
     b.add_argument("--peers", help="comma list (default: all): liveserver,websockets,socketio-node,python-socketio,channels")
     b.add_argument("--install-peers", action="store_true", help="npm/pip install the peer servers' dependencies first")
     b.add_argument("--out", help="write results JSON + markdown table here")
+    b.add_argument("--start", type=int, default=50, help="capacity: viewers of the first stage")
+    b.add_argument("--step", type=int, default=0, help="capacity: viewers added per stage (0: grow by --growth)")
+    b.add_argument("--growth", type=float, default=1.5, help="capacity: next stage = last x this (when --step is 0)")
+    b.add_argument("--publishers", type=int, default=20, help="capacity: publisher connections the storm is spread over")
+    b.add_argument("--max-viewers", type=int, default=3000, help="capacity: stop ramping here")
+    b.add_argument("--stage-seconds", type=float, default=5, help="capacity: measured seconds per stage")
+    b.add_argument("--settle-seconds", type=float, default=1, help="capacity: wait after adding viewers")
+    b.add_argument("--danmaku-rate", type=float, default=200, help="capacity: storm danmaku/s (timed)")
+    b.add_argument("--like-rate", type=float, default=2000, help="capacity: storm likes/s (peers relay each as a message)")
+    b.add_argument("--probes", type=int, default=10, help="capacity: viewers that decode and time (the rest only count bytes)")
+    b.add_argument("--p99-limit", type=float, default=250, help="capacity: a stage fails above this p99 (ms)")
+    b.add_argument("--delivery-floor", type=float, default=99.9, help="capacity: a stage fails under this delivery (%%)")
+    b.add_argument("--no-pin", action="store_true", help="capacity/idle: do not pin servers and clients to separate cores")
+    b.add_argument("--redis", choices=["single", "cluster"], default="single",
+                   help="one private Redis, or a private 3-master Redis Cluster (liveserver peers only)")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -9,20 +9,21 @@ Latency: receive wall time - event `ts` (server ms at accept, same machine clock
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
-import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from protocol.codec import JSON, MSGPACK, Codec
+from protocol.codes import CloseCode
 from protocol.offsets import parse_offset
 
 from .stats import WorkerStats
 
-SUBPROTOCOL = {"json": "lc1.json", "msgpack": "lc1.msgpack"}
+CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK}  # --codec name -> the wire codec
+FINAL_CLOSES = (CloseCode.BAD_TOKEN, CloseCode.BANNED, CloseCode.NO_SUCH_ROOM)  # retrying cannot help
 
 
 def _key(offset: str) -> tuple[int, int]:
@@ -48,9 +49,7 @@ class LoadViewer:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.task: asyncio.Task[None] | None = None
         self.reconnects = 0
-        self._encode: Callable[[dict[str, Any]], bytes | str] = (
-            (lambda f: msgpack.packb(f, use_bin_type=True)) if codec == "msgpack" else (lambda f: json.dumps(f, separators=(",", ":")))
-        )
+        self._encode = CODECS[codec].encode
 
     # -- connection ------------------------------------------------------------------
     def start(self, connect_sem: asyncio.Semaphore) -> None:
@@ -101,7 +100,7 @@ class LoadViewer:
             try:
                 async with connect_sem:
                     ws = await asyncio.wait_for(
-                        connect(self._connect_url(), subprotocols=[SUBPROTOCOL[self.codec]], max_size=None,
+                        connect(self._connect_url(), subprotocols=[CODECS[self.codec].subprotocol], max_size=None,
                                 compression=None, ping_interval=None, open_timeout=20, close_timeout=2),
                         25,
                     )
@@ -131,17 +130,19 @@ class LoadViewer:
             code = ws.close_code
             self.stats.close_codes[str(code)] += 1
             self.stats.error("unexpected_closes", f"{self.user} closed with {code} {ws.close_reason or ''}")
-            if code in (4401, 4403, 4404):
+            if code in FINAL_CLOSES:
                 return  # retrying cannot help
             await asyncio.sleep(backoff)
 
     async def _read(self, ws: ClientConnection) -> None:
+        # The frame type picks the codec (binary = msgpack), whichever was negotiated.
+        decode_binary, decode_text = MSGPACK.decode, JSON.decode
         try:
             async for raw in ws:
                 now_ms = time.time() * 1000
                 try:
-                    frame = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else json.loads(raw)
-                except Exception as exc:
+                    frame = decode_binary(raw) if isinstance(raw, bytes) else decode_text(raw)
+                except Exception as exc:  # ProtocolError: not a map in that codec
                     self.stats.error("bad_frames", repr(exc))
                     continue
                 self._on_frame(frame, now_ms)

@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 
-from .worker import mint
+from liveserver.core.auth import mint
+
+from .worker import TOKEN_TTL_S
 
 
 class HostError(Exception):
@@ -15,7 +17,7 @@ class HostError(Exception):
 
 
 def admin_token(secret: str) -> str:
-    return mint(secret, "liveload-host", role="admin")
+    return mint(secret, "liveload-host", role="admin", ttl_s=TOKEN_TTL_S)
 
 
 # action -> (path under the room, body fields taken from the phase, what the reply holds)

@@ -27,7 +27,6 @@ from typing import Any, TextIO
 
 import httpx
 import jwt
-import msgpack
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +34,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+from protocol.codec import JSON, MSGPACK
+from protocol.codes import ProtocolError
 
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade"}
 
@@ -49,10 +51,11 @@ def _identity(token: str | None) -> tuple[str, str]:
     return str(claims.get("sub", "?")), str(claims.get("role", "viewer"))
 
 
-def _decode(data: bytes | str) -> Any:
+def _decode(data: bytes | str) -> dict[str, Any] | None:
+    """A viewer's frame as the server reads it (binary = msgpack), or None if it can't be."""
     try:
-        return msgpack.unpackb(data, raw=False) if isinstance(data, bytes) else json.loads(data)
-    except Exception:
+        return MSGPACK.decode(data) if isinstance(data, bytes) else JSON.decode(data)
+    except ProtocolError:
         return None
 
 

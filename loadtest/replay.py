@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from liveserver.core.auth import ROLES, mint
+
 from .client import LoadViewer
 from .host import HostApi, HostError
 from .runner import http_base, ws_base
 from .stats import BUSINESS_CODES, WorkerStats
-from .worker import mint, new_run_id
+from .worker import TOKEN_TTL_S, new_run_id
 
 ID_FIELDS = ("sale", "coupon", "lottery", "poll")
 
@@ -145,9 +147,9 @@ class Replayer:
 
     async def _play(self, conn: dict[str, Any], copy: int, sem: asyncio.Semaphore) -> None:
         user = f"rp{self.run_id}-{copy}-{conn['user']}"
-        role = conn["role"] if conn["role"] in ("viewer", "host", "admin") else "viewer"
+        role = conn["role"] if conn["role"] in ROLES else "viewer"  # a recorded guest or unreadable token plays a viewer
         url = f"{ws_base(self.opts.target)}/ws/rooms/{self.room_of(conn['room'])}"
-        viewer = LoadViewer(copy, user, url, mint(self.opts.secret, user, role), self.opts.codec, self.stats)
+        viewer = LoadViewer(copy, user, url, mint(self.opts.secret, user, role, ttl_s=TOKEN_TTL_S), self.opts.codec, self.stats)
         await self.sleep_until(self.at(conn["join"]))
         viewer.start(sem)
         waiting: list[asyncio.Task[None]] = []

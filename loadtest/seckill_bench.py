@@ -27,10 +27,11 @@ import websockets
 from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 
-from liveserver.auth import mint
-from liveserver.commerce.keys import CommerceKeys
-from liveserver.embedded import redis_binary
-from liveserver.scripts import LuaScript
+from liveserver.core.auth import mint
+from liveserver.engine.commerce_keys import CommerceKeys
+from liveserver.engine.embedded import redis_binary
+from liveserver.engine.scripts import LuaScript
+from protocol.codec import JSON
 
 SECRET = "seckill-bench-secret-0123456789abcdef"
 
@@ -107,14 +108,14 @@ async def _server(ws_base: str, room: str, sale: str, seconds: float, buyers: in
     async def buyer(b: int) -> None:
         nonlocal count, failures
         url = f"{ws_base}/ws/rooms/{room}?token={mint(SECRET, f'ws{b}')}"
-        async with websockets.connect(url, subprotocols=["lc1.json"], max_size=None) as ws:
+        async with websockets.connect(url, subprotocols=[JSON.subprotocol], max_size=None) as ws:
             i = 0
             while time.perf_counter() < stop_at:
                 i += 1
                 t0 = time.perf_counter()
-                await ws.send(json.dumps({"op": "buy", "id": i, "sale": sale, "qty": 1, "key": f"w{b}-{i}"}))
+                await ws.send(JSON.encode({"op": "buy", "id": i, "sale": sale, "qty": 1, "key": f"w{b}-{i}"}))
                 while True:  # skip batches until our reply
-                    frame = json.loads(await ws.recv())
+                    frame = JSON.decode(await ws.recv())
                     if frame.get("t") == "reply" and frame.get("re") == i:
                         break
                 hist.record_value(max(1, int((time.perf_counter() - t0) * 1e6)))

@@ -12,24 +12,20 @@ import contextlib
 import itertools
 import time
 import uuid
+import warnings
 from multiprocessing.connection import Connection
 from typing import Any
 
-import warnings
-
-import jwt
-
-# A short test secret is the user's choice; the warning would repeat per token.
-warnings.filterwarnings("ignore", message=".*HMAC key.*")
+from liveserver.core.auth import mint
 
 from . import hist
 from .client import LoadViewer
 from .stats import BUSINESS_CODES, WorkerStats
 
+# A short test secret is the user's choice; the warning would repeat per token.
+warnings.filterwarnings("ignore", message=".*HMAC key.*")
 
-def mint(secret: str, user: str, role: str = "viewer", ttl_s: int = 6 * 3600) -> str:
-    # Same claims as liveserver.auth.mint, without importing the server.
-    return jwt.encode({"sub": user, "name": user, "role": role, "exp": int(time.time()) + ttl_s}, secret, algorithm="HS256")
+TOKEN_TTL_S = 6 * 3600  # tokens minted for a run (viewers, the host console) outlive any run
 
 
 def user_id(run_id: str, index: int) -> str:
@@ -53,13 +49,13 @@ class Worker:
             if i not in self.viewers:
                 user = user_id(plan["run_id"], i)
                 url = f"{targets[i % len(targets)]}/ws/rooms/{plan['room']}"
-                self.viewers[i] = LoadViewer(i, user, url, mint(plan["secret"], user), plan["codec"], self.stats)
+                self.viewers[i] = LoadViewer(i, user, url, mint(plan["secret"], user, ttl_s=TOKEN_TTL_S), plan["codec"], self.stats)
         for act in plan["acts"] + plan["storms"]:
             i = act["viewer"]
             if i not in self.viewers:  # acts by viewers never ramped in still need a socket
                 user = user_id(plan["run_id"], i)
                 url = f"{targets[i % len(targets)]}/ws/rooms/{plan['room']}"
-                self.viewers[i] = LoadViewer(i, user, url, mint(plan["secret"], user), plan["codec"], self.stats)
+                self.viewers[i] = LoadViewer(i, user, url, mint(plan["secret"], user, ttl_s=TOKEN_TTL_S), plan["codec"], self.stats)
 
     # -- time ------------------------------------------------------------------------
     def wall_at(self, t: float) -> float:

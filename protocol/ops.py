@@ -28,19 +28,29 @@ class ClientOp:
 _INT = "int"
 _STR = "str"
 _NUM = "num"
+_BOOL = "bool"
+_ENUM = "enum"  # bounds: the allowed strings
 
 OP_FIELDS: dict[str, dict[str, tuple[str, bool, Any]]] = {
     "danmaku": {"text": (_STR, True, 4096)},
     "like": {"n": (_INT, False, (1, 50))},
-    "buy": {"sale": (_STR, True, MAX_STR_FIELD), "qty": (_INT, False, (1, 99)), "key": (_STR, True, MAX_STR_FIELD)},
+    "buy": {"sale": (_STR, True, MAX_STR_FIELD), "qty": (_INT, False, (1, 99)), "key": (_STR, True, MAX_STR_FIELD),
+            "coupon": (_STR, False, MAX_STR_FIELD)},
+    "group_join": {"group": (_STR, True, MAX_STR_FIELD), "team": (_STR, False, MAX_STR_FIELD),
+                   "key": (_STR, True, MAX_STR_FIELD)},
+    "follow": {"on": (_BOOL, False, None)},
+    "invite": {"ref": (_STR, True, MAX_STR_FIELD)},
+    "prize_claim": {"lottery": (_STR, True, MAX_STR_FIELD), "name": (_STR, True, MAX_STR_FIELD),
+                    "phone": (_STR, True, 40), "address": (_STR, True, MAX_STR_FIELD)},
     "claim": {"coupon": (_STR, True, MAX_STR_FIELD)},
     "enter": {"lottery": (_STR, True, MAX_STR_FIELD)},
     "vote": {"poll": (_STR, True, MAX_STR_FIELD), "option": (_INT, True, (0, 63))},
     "click": {"product": (_STR, True, MAX_STR_FIELD)},
     "ping": {"client_ms": (_NUM, False, None)},
+    "linkmic": {"action": (_ENUM, True, ("request", "cancel", "join"))},
 }
 
-DEFAULTS: dict[str, dict[str, Any]] = {"like": {"n": 1}, "buy": {"qty": 1}}
+DEFAULTS: dict[str, dict[str, Any]] = {"like": {"n": 1}, "buy": {"qty": 1}, "follow": {"on": True}}
 
 OPS = frozenset(OP_FIELDS)
 
@@ -95,6 +105,12 @@ def parse_op(frame: dict[str, Any]) -> ClientOp:
             low, high = bounds
             if not low <= value <= high:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be in {low}..{high}", fid)
+        elif kind == _BOOL:
+            if not isinstance(value, bool):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be true or false", fid)
+        elif kind == _ENUM:
+            if not isinstance(value, str) or value not in bounds:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be one of {', '.join(bounds)}", fid)
         elif kind == _NUM:
             if not _is_number(value):
                 raise ProtocolError(ErrorCode.BAD_REQUEST, f"{op}: {name} must be a finite number", fid)

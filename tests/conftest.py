@@ -1,4 +1,8 @@
-"""Fixtures: a private redis-server per test session, and node processes on it."""
+"""Fixtures: a private redis-server per test session, and node processes on it.
+
+`redis_cluster` is a real Redis Cluster (3 masters + 3 replicas, formed from Python) for
+the session; a test module runs against both one Redis and the Cluster by overriding
+`redis_server` with `redis_backend` (module-scoped, parametrized "redis" / "cluster")."""
 
 from __future__ import annotations
 
@@ -7,16 +11,35 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import Node, RedisServer, free_port, node_env
+from harness import Node, RedisClusterServers, RedisServer, free_port, node_env
 
 _rooms = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_single() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_single: RedisServer) -> RedisServer:
+    """The Redis tests run on (a module may override it with `redis_backend`)."""
+    return redis_single
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> RedisServer | RedisClusterServers:
+    """One Redis, then the session's Redis Cluster: both have `.url` and `.client()`."""
+    return request.getfixturevalue("redis_single" if request.param == "redis" else "redis_cluster")
 
 
 @pytest.fixture

@@ -13,17 +13,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
+
+from loadtest.bench.cluster import free_cluster_port  # one port picker for tests and benchmarks
 import websockets
 
-from liveserver.auth import mint
-from liveserver.embedded import redis_binary
+from liveserver.core.auth import mint
+from liveserver.engine.embedded import redis_binary
+from waiting import wait_until_sync
 
 SECRET = "test-secret-not-for-production-0123456789"
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,14 +55,17 @@ class RedisServer:
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", str(self.dir / "redis.log")],
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return self
-            except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        try:
+            wait_until_sync(self._pings, timeout=10, interval=0.05, what="redis-server to answer PING")
+        except AssertionError as e:
+            raise RuntimeError("redis-server did not start") from e
+        return self
+
+    def _pings(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
+            return False
 
     def client(self) -> redis.Redis:
         return redis.Redis(unix_socket_path=str(self.socket), decode_responses=True, socket_timeout=5)
@@ -101,17 +106,20 @@ class Node:
             [sys.executable, "-m", "liveserver", "serve", "--port", str(self.port), "--log-level", "warning", *self.extra_args],
             env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.http + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"node did not get ready:\n{self.log.read_text()}")
+        try:
+            wait_until_sync(self._ready, timeout=timeout, interval=0.05, what="the node's /readyz")
+        except AssertionError as e:
+            raise RuntimeError(f"node did not get ready:\n{self.log.read_text()}") from e
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.log is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            return httpx.get(self.http + "/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         if self.proc is None:
@@ -131,7 +139,8 @@ class Node:
 
 def node_env(redis_url: str | None, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESERVER_")}
-    env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_TICK_MS": "50", "LIVESERVER_DEMO": "0"})
+    env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_TICK_MS": "50", "LIVESERVER_DEMO": "0",
+                "LIVESERVER_MEDIA": "0"})  # no media child unless a test asks (tests/media)
     if redis_url:
         env["LIVESERVER_REDIS_URL"] = redis_url
     env.update(overrides)
@@ -172,6 +181,7 @@ class Client:
         self.state: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.offset = ""
+        self.gaps: list[tuple[str, Any]] = []  # (our last offset, a batch's prev) where they differed
         self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -211,6 +221,8 @@ class Client:
             async for raw in self.ws:
                 frame = self._parse(raw)
                 if frame.get("t") == "batch":
+                    if frame.get("prev") != self.offset:  # the chain broke: frames were lost
+                        self.gaps.append((self.offset, frame.get("prev")))
                     self.state.update(frame["state"])
                     self.events.extend(frame["events"])
                     self.offset = frame["offset"]
@@ -278,3 +290,141 @@ class Client:
         await self.ws.close()
         if self._reader is not None:
             await asyncio.wait_for(self._reader, 10)
+
+
+def _die_with_parent() -> None:
+    """Linux: a cluster node gets SIGKILL when the test process dies, whatever the cause."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class ClusterNodeServer:
+    """One `redis-server --cluster-enabled yes` on 127.0.0.1:<port> (never 6379)."""
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_cluster_port()
+        self.dir = base / str(self.port)
+        self.dir.mkdir(parents=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ClusterNodeServer":
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", str(self.dir / "nodes.conf"), "--cluster-node-timeout", "1000",
+             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--logfile", str(self.dir / "redis.log")],
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
+
+    def pings(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+            return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class RedisClusterServers:
+    """3 masters + 3 replicas on random ports, formed with CLUSTER ADDSLOTSRANGE / MEET /
+    REPLICATE from Python (no redis-cli needed)."""
+
+    def __init__(self, masters: int = 3) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="lc-cluster-"))
+        self.nodes = [ClusterNodeServer(self.dir) for _ in range(masters * 2)]
+        self.masters = masters
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def client(self) -> "redis.RedisCluster":
+        """A sync cluster client (for a test's own reads and checks)."""
+        live = next(n for n in self.nodes if n.alive())
+        return redis.RedisCluster(host="127.0.0.1", port=live.port, decode_responses=True, socket_timeout=5)
+
+    def start(self) -> "RedisClusterServers":
+        for n in self.nodes:
+            n.start()
+        for n in self.nodes:
+            wait_until_sync(n.pings, timeout=10, interval=0.05, what=f"cluster node {n.port} to answer PING")
+        masters, replicas = self.nodes[: self.masters], self.nodes[self.masters :]
+        per = 16384 // self.masters
+        for i, m in enumerate(masters):
+            last = 16383 if i == self.masters - 1 else (i + 1) * per - 1
+            m.client().execute_command("CLUSTER", "ADDSLOTS", *range(i * per, last + 1))  # 6.2 has no ADDSLOTSRANGE
+        first = self.nodes[0].client()
+        for n in self.nodes[1:]:
+            first.execute_command("CLUSTER", "MEET", "127.0.0.1", n.port)
+        wait_until_sync(lambda: all(len(n.client().execute_command("CLUSTER", "NODES").splitlines()) == len(self.nodes)
+                                    for n in self.nodes), timeout=20, interval=0.1, what="every node to know the others")
+        for m, r in zip(masters, replicas):
+            r.client().execute_command("CLUSTER", "REPLICATE", m.client().execute_command("CLUSTER", "MYID"))
+        wait_until_sync(self.healthy, timeout=30, interval=0.1, what="cluster_state:ok with 3 replicas in sync")
+        return self
+
+    def healthy(self) -> bool:
+        """Every live node says cluster_state:ok and every live master has a synced replica."""
+        for n in self.nodes:
+            if not n.alive():
+                continue
+            try:
+                c = n.client()
+                if "cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
+                    return False
+                info = c.info("replication")
+                if info["role"] == "master" and c.execute_command("CLUSTER", "COUNTKEYSINSLOT", 0) is not None:
+                    if int(info.get("connected_slaves", 0)) < 1 and self._has_slots(c):
+                        return False
+            except redis.RedisError:
+                return False
+        return True
+
+    @staticmethod
+    def _has_slots(c: redis.Redis) -> bool:
+        me = c.execute_command("CLUSTER", "MYID")
+        for line in c.execute_command("CLUSTER", "NODES").splitlines():
+            parts = line.split()
+            if parts[0] == me:
+                return len(parts) > 8
+        return False
+
+    def master_of(self, key: str) -> ClusterNodeServer:
+        slot = self.nodes[0].client().execute_command("CLUSTER", "KEYSLOT", key) if self.nodes[0].alive() else None
+        for n in self.nodes:
+            if not n.alive():
+                continue
+            c = n.client()
+            if slot is None:
+                slot = c.execute_command("CLUSTER", "KEYSLOT", key)
+            if c.info("replication")["role"] == "master":
+                for line in c.execute_command("CLUSTER", "NODES").splitlines():
+                    parts = line.split()
+                    if "myself" in parts[2]:
+                        for rng in parts[8:]:
+                            lo, _, hi = rng.partition("-")
+                            if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                                return n
+        raise LookupError(f"no live master serves {key!r}")
+
+    def stop(self) -> None:
+        import shutil
+
+        for n in self.nodes:
+            n.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)

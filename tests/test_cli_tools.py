@@ -10,6 +10,7 @@ import time
 import httpx
 
 from harness import ROOT, Client, Node, RedisServer, admin_headers, create_room, node_env
+from liveserver.engine.commerce_keys import CommerceKeys
 
 PRODUCTS = [{"id": "tea", "title": "Tea", "price": 12800}]
 
@@ -31,7 +32,7 @@ async def test_audit_command_catches_a_breach(node: Node, room_name: str, redis_
     assert good.returncode == 0, good.stdout + good.stderr
     assert json.loads(good.stdout)["ok"] is True
     # an oversell written behind the script's back must be caught
-    redis_server.client().hincrby(f"lc:{{{room_name}}}:sale:{sale['id']}", "stock", 1)
+    redis_server.client().hincrby(CommerceKeys(room_name).sale(sale["id"]), "stock", 1)
     bad = cli("audit", sale["id"], env=env)
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["problems"]
@@ -84,5 +85,10 @@ async def test_worker_runs_jobs_when_nodes_do_not(start_node, redis_server: Redi
         assert event["coupon"]["phase"] == "live"
     finally:
         worker.terminate()
-        assert worker.wait(timeout=10) == 0
-        await viewer.close()
+        try:
+            assert worker.wait(timeout=10) == 0  # SIGTERM stops it cleanly and soon
+        finally:
+            if worker.poll() is None:  # a failed stop must not leave a worker running
+                worker.kill()
+                worker.wait(5)
+            await viewer.close()

@@ -10,6 +10,9 @@ import pytest
 
 from harness import Client, Node, RedisServer, admin_headers, create_room, host_headers, token
 from liveserver.commerce import lottery_verify
+from liveserver.engine.commerce_keys import CommerceKeys
+from liveserver.engine.keys import RoomKeys
+from waiting import wait_until_sync
 
 PRODUCTS = [{"id": "tea", "title": "Tea", "price": 12800}, {"id": "mug", "title": "Mug", "price": 5900}]
 
@@ -146,7 +149,7 @@ async def test_scheduled_coupon_drop_fires_once_across_two_nodes(start_node, red
     assert (await vb.request("claim", coupon=coupon["id"]))["ok"]
     # exactly one `coupon` drop event in the room stream, whatever both schedulers did
     r = redis_server.client()
-    entries = r.xrange(f"lc:{{{room_name}}}:ev")
+    entries = r.xrange(RoomKeys(room_name).events)
     drops = [e for e in entries if e[1]["k"] == "coupon" and coupon["id"] in e[1]["d"] and '"live"' in e[1]["d"]]
     assert len(drops) == 1, drops
     await va.close()
@@ -164,10 +167,8 @@ def test_scheduled_job_survives_restart(start_node, redis_server: RedisServer, r
     time.sleep(1.5)  # the start time passes while nothing runs (nothing to await: no node)
     start_node()
     client = redis_server.client()
-    deadline = time.monotonic() + 10
-    while not client.hexists(f"lc:{{{room_name}}}:sale:{sale['id']}", "ev_live"):
-        assert time.monotonic() < deadline, "sale start never announced after restart"
-        time.sleep(0.05)
+    wait_until_sync(lambda: client.hexists(CommerceKeys(room_name).sale(sale["id"]), "ev_live"), timeout=10, interval=0.05,
+                    what="the sale start to be announced after the restart")
 
 
 @pytest.mark.parametrize(
@@ -190,11 +191,12 @@ def test_scheduled_job_survives_restart(start_node, redis_server: RedisServer, r
 def test_host_api_rejects_bad_bodies(node: Node, room_name: str, redis_server: RedisServer, path: str, body: object, code: str) -> None:
     create_room(node, room_name, PRODUCTS)
     client = redis_server.client()
-    before = sorted(client.scan_iter(f"lc:{{{room_name}}}:*"))
+    every_key = RoomKeys(room_name).sub("*")
+    before = sorted(client.scan_iter(every_key))
     r = api(node, "POST", f"/rooms/{room_name}{path}", body)
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error"]["code"] == code
-    assert sorted(client.scan_iter(f"lc:{{{room_name}}}:*")) == before  # nothing written
+    assert sorted(client.scan_iter(every_key)) == before  # nothing written
 
 
 def test_host_api_auth(node: Node, room_name: str) -> None:
@@ -218,5 +220,5 @@ def test_host_api_auth(node: Node, room_name: str) -> None:
 def test_redis_keys_carry_room_hash_tag(node: Node, room_name: str, redis_server: RedisServer) -> None:
     create_room(node, room_name, PRODUCTS)
     api(node, "POST", f"/rooms/{room_name}/sales", {"product_id": "tea", "price": 100, "stock": 5, "duration_s": 60})
-    keys = list(redis_server.client().scan_iter(f"lc:*{room_name}*"))
-    assert keys and all(k.startswith(f"lc:{{{room_name}}}:") for k in keys), keys
+    keys = list(redis_server.client().scan_iter(f"*{room_name}*"))  # any key naming the room, wherever it lives
+    assert keys and all(k.startswith(RoomKeys(room_name).sub("")) for k in keys), keys

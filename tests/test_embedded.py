@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, urlparse
@@ -24,6 +23,7 @@ import pytest
 import websockets
 
 from harness import ROOT, Node, free_port, node_env
+from waiting import wait_until_sync
 
 
 def embedded_env(data_dir: Path) -> dict[str, str]:
@@ -46,16 +46,11 @@ def redis_child(node: Node) -> psutil.Process:
     return children[0]
 
 
-def gone(proc: psutil.Process, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+def exited(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def banner(node: Node) -> dict[str, str]:
@@ -110,7 +105,7 @@ async def test_embedded_serves_demo_and_stops_its_redis(data_dir: Path) -> None:
 
         # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is a clean stop.
         assert node.stop(signal.SIGTERM, timeout=20) in (0, -signal.SIGTERM)
-        assert gone(redis, 10), "redis-server outlived the server"
+        wait_until_sync(lambda: exited(redis), timeout=10, interval=0.05, what="redis-server to exit with the server")
     finally:
         node.kill()
 
@@ -121,14 +116,15 @@ async def test_embedded_serves_demo_and_stops_its_redis(data_dir: Path) -> None:
         redis = redis_child(again)
     finally:
         again.stop(signal.SIGTERM, timeout=20)
-    assert gone(redis, 10)
+    wait_until_sync(lambda: exited(redis), timeout=10, interval=0.05, what="redis-server to exit")
 
 
 def test_sigkill_leaves_no_orphan_redis_and_restarts_cleanly(data_dir: Path) -> None:
     node = Node(port=free_port(), env=embedded_env(data_dir)).start()
     redis = redis_child(node)
     node.kill()  # SIGKILL: no cleanup code runs; PR_SET_PDEATHSIG must take redis down
-    assert gone(redis, 10), "orphan redis-server after SIGKILL of the server"
+    wait_until_sync(lambda: exited(redis), timeout=10, interval=0.05,
+                    what="redis-server to exit after SIGKILL of the server (else an orphan)")
     # The stale socket file left behind does not stop the next start.
     again = Node(port=free_port(), env=embedded_env(data_dir)).start()
     try:
@@ -162,16 +158,14 @@ def test_ctrl_c_in_a_terminal_stops_cleanly(data_dir: Path) -> None:
                                 env=embedded_env(data_dir), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)  # a "terminal" group of its own
         try:
-            deadline = time.monotonic() + 20
-            while True:
+            def ready() -> bool:
                 assert proc.poll() is None, out.read_text()
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
+                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
                 except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "server did not get ready"
-                time.sleep(0.05)
+                    return False
+
+            wait_until_sync(ready, timeout=20, interval=0.05, what="the server to get ready")
             redis = [p for p in psutil.Process(proc.pid).children(recursive=True) if "redis-server" in p.name()]
             assert len(redis) == 1
             assert os.getpgid(redis[0].pid) != os.getpgid(proc.pid), "Ctrl-C would reach Redis directly"
@@ -182,4 +176,4 @@ def test_ctrl_c_in_a_terminal_stops_cleanly(data_dir: Path) -> None:
                 proc.kill()
     text = out.read_text()
     assert "Traceback" not in text and "Error" not in text, text
-    assert gone(redis[0], 10), "redis-server outlived the server"
+    wait_until_sync(lambda: exited(redis[0]), timeout=10, interval=0.05, what="redis-server to exit with the server")

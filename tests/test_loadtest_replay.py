@@ -4,18 +4,17 @@ recorded op counts times the scale."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from harness import ROOT, SECRET, Client, Node, create_room, free_port, host_headers
+from waiting import wait_until, wait_until_sync
 
 PRODUCTS = [{"id": "mug", "title": "Mug", "price": 1299}]
 
@@ -25,15 +24,19 @@ def start_recorder(upstream: str, out: Path) -> tuple[subprocess.Popen[bytes], N
     proc = subprocess.Popen([sys.executable, "-m", "loadtest.cli", "record", "--upstream", upstream, "--out", str(out),
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     proxy = Node(port=port, env={})
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         try:
-            if httpx.get(proxy.http + "/readyz", timeout=1).status_code == 200:
-                return proc, proxy
+            return httpx.get(proxy.http + "/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("recorder did not start: " + proc.stderr.read().decode() if proc.stderr else "")
+            return False
+
+    try:
+        wait_until_sync(ready, timeout=15, interval=0.05, what="the recorder's /readyz")
+    except AssertionError as e:
+        proc.kill()
+        raise RuntimeError("recorder did not start: " + proc.stderr.read().decode() if proc.stderr else "") from e
+    return proc, proxy
 
 
 async def test_replay_reproduces_recorded_op_counts(node: Node, room_name: str, tmp_path: Path) -> None:
@@ -56,9 +59,8 @@ async def test_replay_reproduces_recorded_op_counts(node: Node, room_name: str, 
         for c in clients:
             await c.close()
         # the proxy writes `leave` when it sees the close: wait for all three
-        deadline = time.monotonic() + 5
-        while recording.read_text().count('"kind":"leave"') < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: recording.read_text().count('"kind":"leave"') >= 3, timeout=5, interval=0.05,
+                         what="three `leave` lines in the recording")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
@@ -81,11 +83,11 @@ async def test_replay_reproduces_recorded_op_counts(node: Node, room_name: str, 
     # the buys went to the sale the replay created, not the recorded one
     assert summary["id_map"] and sale in summary["id_map"] and summary["id_map"][sale].startswith(target + ".")
     # ... and the server saw exactly the scaled counts
-    stats = httpx.get(f"{node.http}/api/v1/rooms/{target}/stats", headers=host_headers(), timeout=5).json()
-    deadline = time.monotonic() + 5
-    while stats["likes"] < 36 and time.monotonic() < deadline:  # likes are added per tick
-        await asyncio.sleep(0.1)
-        stats = httpx.get(f"{node.http}/api/v1/rooms/{target}/stats", headers=host_headers(), timeout=5).json()
+    def stats_once_liked() -> dict | None:  # likes are added per tick
+        got = httpx.get(f"{node.http}/api/v1/rooms/{target}/stats", headers=host_headers(), timeout=5).json()
+        return got if got["likes"] >= 36 else None
+
+    stats = await wait_until(stats_once_liked, timeout=5, interval=0.1, what="the replayed likes to be counted")
     assert stats["likes"] == 2 * 9 * 2
     assert stats["danmaku"] == 12
     assert sum(s["reserved"] + s["paid"] for s in stats["sales"]) == 6

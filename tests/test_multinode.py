@@ -11,8 +11,15 @@ import httpx
 import pytest
 
 from harness import Client, Node, RedisServer, admin_headers, create_room, free_port, node_env
+from liveserver.engine.keys import RoomKeys
 
 NODE_TTL_MS = 1000
+
+
+@pytest.fixture(scope="module")
+def redis_server(redis_backend: RedisServer) -> RedisServer:
+    """This suite runs twice: on one Redis and on a Redis Cluster (conftest.redis_backend)."""
+    return redis_backend
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +74,7 @@ async def test_likes_sum_exactly_across_nodes(pair: tuple[Node, Node], room_name
     sent = await watch_a.request("danmaku", text="tick")
     await watch_b.wait_event("danmaku", lambda e: e["offset"] == sent["data"]["offset"])
     assert watch_a.state["likes"] == watch_b.state["likes"] == 1000
-    assert int(redis_server.client().get(f"lc:{{{room_name}}}:likes")) == 1000
+    assert int(redis_server.client().get(RoomKeys(room_name).likes)) == 1000
     # likes with n count n.
     assert (await watch_a.request("like", n=50))["ok"]
     assert (await watch_b.request("like", n=25))["ok"]
@@ -126,7 +133,7 @@ async def test_a_node_opening_a_busy_room_misses_nothing(pair: tuple[Node, Node]
         await asyncio.gather(*publishers)
     r = redis_server.client()
     for name, viewer in zip(rooms, viewers):
-        key = f"lc:{{{name}}}:ev"
+        key = RoomKeys(name).events
         last = r.xrevrange(key, count=1)[0][0]
         if viewer.offset != last:
             await viewer.wait_for(lambda f: f.get("t") == "batch" and f["offset"] == last, timeout=5)

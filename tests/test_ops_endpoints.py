@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from typing import Iterator
 
 import httpx
@@ -14,6 +13,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
 from harness import Client, Node, RedisServer, create_room, free_port, node_env
+from waiting import wait_until, wait_until_sync
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,6 @@ def metric(node: Node, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in /metrics")
-
-
-async def until(check, timeout: float = 5) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def test_healthz_and_readyz(ops_node: Node) -> None:
@@ -67,7 +60,8 @@ async def test_metrics(ops_node: Node, room_name: str) -> None:
     assert metric(ops_node, "liveserver_tick_seconds_count") > 0
     assert 'liveserver_ops_total{op="danmaku",result="ok"}' in httpx.get(f"{ops_node.http}/metrics", timeout=5).text
     await c.close()
-    await until(lambda: metric(ops_node, "liveserver_connections") == base_conn)
+    await wait_until(lambda: metric(ops_node, "liveserver_connections") == base_conn, timeout=5, interval=0.05,
+                     what="liveserver_connections to drop back")
 
 
 def test_openapi_document(ops_node: Node) -> None:
@@ -107,10 +101,8 @@ def test_readyz_is_503_when_redis_is_down() -> None:
         assert r.json()["ready"] is False and r.json()["error"]["code"] == "internal"
         assert httpx.get(f"{node.http}/healthz", timeout=5).status_code == 200  # the process is up
         own.start()
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{node.http}/readyz", timeout=10).status_code != 200:
-            assert time.monotonic() < deadline, "readyz did not recover with Redis"
-            time.sleep(0.1)
+        wait_until_sync(lambda: httpx.get(f"{node.http}/readyz", timeout=10).status_code == 200, timeout=10, interval=0.1,
+                        what="readyz to recover with Redis")
     finally:
         node.kill()
         own.stop()

@@ -78,12 +78,17 @@ def test_every_documented_op_parses() -> None:
     good = {
         "danmaku": {"text": "hi"},
         "like": {"n": 50},
-        "buy": {"sale": "r.s1", "qty": 2, "key": "k1"},
+        "buy": {"sale": "r.s1", "qty": 2, "key": "k1", "coupon": "r.c1"},
+        "group_join": {"group": "r.g1", "team": "r.g1.t1", "key": "k1"},
+        "follow": {"on": False},
+        "invite": {"ref": "alice"},
+        "prize_claim": {"lottery": "r.l1", "name": "Ann", "phone": "123", "address": "1 Lake Rd"},
         "claim": {"coupon": "r.c1"},
         "enter": {"lottery": "r.l1"},
         "vote": {"poll": "r.p1", "option": 0},
         "click": {"product": "tea"},
         "ping": {"client_ms": 1.5},
+        "linkmic": {"action": "request"},
     }
     assert set(good) == set(OPS)
     for op, fields in good.items():
@@ -95,6 +100,8 @@ def test_defaults_and_ignored_fields() -> None:
     assert parse_op({"op": "like"}).args == {"n": 1}
     assert parse_op({"op": "buy", "sale": "s", "key": "k"}).args == {"sale": "s", "key": "k", "qty": 1}
     assert parse_op({"op": "ping", "extra": [1, 2]}).args == {}
+    assert parse_op({"op": "follow"}).args == {"on": True}
+    assert parse_op({"op": "group_join", "group": "g", "key": "k"}).args == {"group": "g", "key": "k"}
     assert parse_op({"op": "like", "id": None}).id is None
     assert parse_op({"op": "like", "id": "abc"}).id == "abc"
 
@@ -118,6 +125,10 @@ def test_defaults_and_ignored_fields() -> None:
         ({"op": "buy", "id": 5, "sale": "s"}, ErrorCode.BAD_REQUEST, 5),
         ({"op": "buy", "id": 5, "sale": "s", "key": "k", "qty": 100}, ErrorCode.BAD_REQUEST, 5),
         ({"op": "vote", "id": 6, "poll": "p", "option": 64}, ErrorCode.BAD_REQUEST, 6),
+        ({"op": "buy", "id": 5, "sale": "s", "key": "k", "coupon": ""}, ErrorCode.BAD_REQUEST, 5),
+        ({"op": "group_join", "id": 8, "group": "g"}, ErrorCode.BAD_REQUEST, 8),
+        ({"op": "follow", "id": 9, "on": 1}, ErrorCode.BAD_REQUEST, 9),
+        ({"op": "follow", "id": 9, "on": "yes"}, ErrorCode.BAD_REQUEST, 9),
         ({"op": "ping", "id": 7, "client_ms": "now"}, ErrorCode.BAD_REQUEST, 7),
         ({"op": "ping", "id": 7, "client_ms": float("inf")}, ErrorCode.BAD_REQUEST, 7),
         ({"op": "ping", "id": 7, "client_ms": float("nan")}, ErrorCode.BAD_REQUEST, 7),
@@ -232,6 +243,8 @@ def test_arbitrary_maps_only_raise_protocol_error(frame: dict[str, Any]) -> None
             assert isinstance(value, str) and 0 < len(value) <= bound
         elif kind == "int":
             assert type(value) is int and bound[0] <= value <= bound[1]
+        elif kind == "bool":
+            assert type(value) is bool
         else:
             assert not isinstance(value, bool) and math.isfinite(value)
     echoed = {"t": "pong", "args": parsed.args, "re": parsed.id}

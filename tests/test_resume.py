@@ -10,9 +10,16 @@ import httpx
 import pytest
 
 from harness import Client, Node, RedisServer, admin_headers, create_room, free_port, node_env
+from liveserver.engine.keys import RoomKeys
 from protocol.offsets import offset_key
 
 MISSED = 50
+
+
+@pytest.fixture(scope="module")
+def redis_server(redis_backend: RedisServer) -> RedisServer:
+    """This suite runs twice: on one Redis and on a Redis Cluster (conftest.redis_backend)."""
+    return redis_backend
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +172,7 @@ async def test_history_trimmed_away_is_not_recovered(redis_server: RedisServer, 
         await viewer.close()
         # MAXLEN ~ trims whole stream nodes (100 entries each): publish until `first` is gone.
         r = redis_server.client()
-        key = f"lc:{{{room_name}}}:ev"
+        key = RoomKeys(room_name).events
         last = first
         with httpx.Client() as http:
             for i in range(1000):

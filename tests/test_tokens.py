@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from harness import SECRET, Client, Node, RedisServer, admin_headers, create_room, free_port, host_headers, node_env, token
-from liveserver.auth import mint
+from liveserver.core.auth import mint
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Awaitable, Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ..tasks import cancel_and_wait
-from .keys import JOBS_DUE, JOBS_LEASE
-from .store import CommerceEngine
+from protocol import ErrorCode
+
+from liveserver.commerce.kind import JobAction
+from liveserver.core.errors import OpError
+from liveserver.core.tasks import cancel_and_wait
+from liveserver.engine.commerce_store import CommerceStore
 
 log = logging.getLogger("liveserver.scheduler")
 
@@ -23,19 +25,14 @@ LEASE_MS = 30_000
 
 
 class Scheduler:
-    def __init__(self, store: CommerceEngine, period_s: float = 0.2, sweep_period_s: float = 1.0) -> None:
+    def __init__(self, store: CommerceStore, actions: dict[str, JobAction], sweep: Callable[[], Awaitable[int]],
+                 period_s: float = 0.2, sweep_period_s: float = 1.0) -> None:
         self.store = store
+        self.actions = actions  # job kind -> action, from every commerce kind's `jobs()`
+        self.sweep_orders = sweep  # expire unpaid orders (the sales kind)
         self.period_s = period_s
         self.sweep_period_s = sweep_period_s
         self._tasks: list[asyncio.Task[None]] = []
-        self.actions: dict[str, Callable[[str], Awaitable[object]]] = {
-            "sale_start": lambda i: store.announce_sale(i, "ev_live"),
-            "sale_end": lambda i: store.announce_sale(i, "ev_ended"),
-            "coupon_drop": lambda i: store.announce_coupon(i, "ev_drop"),
-            "coupon_end": lambda i: store.announce_coupon(i, "ev_ended"),
-            "lottery_draw": store.draw,
-            "poll_end": store.announce_poll_end,
-        }
 
     def start(self) -> None:
         self._tasks = [
@@ -59,7 +56,7 @@ class Scheduler:
             await asyncio.sleep(period)
 
     async def run_due_jobs(self) -> int:
-        jobs = await self.store.scripts.run("jobs_claim", [JOBS_DUE, JOBS_LEASE], [CLAIM_BATCH, LEASE_MS])
+        jobs = await self.store.claim_jobs(CLAIM_BATCH, LEASE_MS)
         for job in jobs:
             kind, _room, object_id = job.split("|", 2)
             action = self.actions.get(kind)
@@ -68,20 +65,16 @@ class Scheduler:
                     await action(object_id)
                 else:
                     log.error("unknown job kind %r", kind)
+            except OpError as exc:
+                if exc.code != ErrorCode.NOT_FOUND:
+                    log.exception("job %s failed; it will be retried", job)
+                    continue
+                # On a Redis Cluster jobs are written before their object (another slot):
+                # a job whose object write never landed is dropped, not retried forever.
+                log.warning("job %s: its object does not exist; dropped", job)
             except Exception:
                 # Leave the lease: the job comes back when it runs out, and runs again.
                 log.exception("job %s failed; it will be retried", job)
                 continue
-            await self.store.redis.zrem(JOBS_LEASE, job)
+            await self.store.job_done(job)
         return len(jobs)
-
-    async def sweep_orders(self) -> int:
-        """Expire unpaid orders past their deadline; returns how many this call expired."""
-        expired = 0
-        now = int(time.time() * 1000)
-        for room in await self.store.sweep_rooms():
-            due = await self.store.due_orders(room, now)
-            if due:
-                results = await asyncio.gather(*(self.store.expire(room, order) for order in due))
-                expired += sum(results)
-        return expired

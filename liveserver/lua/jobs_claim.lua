@@ -4,8 +4,8 @@
 -- runs out (the claimer died) makes the job due again. Job effects are idempotent
 -- scripts, so a job that ran but whose lease was not removed does no harm when re-run.
 --
--- KEYS[1]  lc:{jobs}:due    zset job -> due ms
--- KEYS[2]  lc:{jobs}:lease  zset job -> lease expiry ms
+-- KEYS[1]  lc:{jobs}:due    zset job -> due ms          (on a Cluster: lc:{jobs:N}:due,
+-- KEYS[2]  lc:{jobs}:lease  zset job -> lease expiry ms    one call per bucket N; keys.Layout)
 -- ARGV[1]  max jobs to claim
 -- ARGV[2]  lease ms
 --

@@ -4,6 +4,7 @@
 --
 -- KEYS[1]  lc:{room}:lottery:<lottery>           lottery hash
 -- KEYS[2]  lc:{room}:lottery:<lottery>:entrants  set of user ids
+-- ARGV     (none)
 --
 -- Reply: {phase_before, seed, winners_n, entrant, entrant, ...}
 --        or {} when the lottery does not exist

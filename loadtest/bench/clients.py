@@ -12,9 +12,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from protocol.codec import JSON, MSGPACK
 
 from .. import hist
 
@@ -49,7 +50,7 @@ class Protocol:
         return base + self.path
 
     def subprotocols(self) -> list[str] | None:
-        return ["lc1.msgpack"] if self.kind == "liveserver" else None
+        return [MSGPACK.subprotocol] if self.kind == "liveserver" else None
 
     async def handshake(self, ws: ClientConnection) -> None:
         if self.kind == "engineio":
@@ -61,21 +62,21 @@ class Protocol:
                 if isinstance(msg, str) and msg.startswith("40"):
                     return
         elif self.kind == "liveserver":
-            first = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 20), raw=False)
+            first = MSGPACK.decode(await asyncio.wait_for(ws.recv(), 20))
             assert first.get("t") == "welcome", first
 
     def publish_frame(self, text: str) -> str | bytes:
         if self.kind == "engineio":
             return "42" + json.dumps(["pub", text])
         if self.kind == "liveserver":
-            return msgpack.packb({"op": "danmaku", "text": text})
+            return MSGPACK.encode({"op": "danmaku", "text": text})
         return text
 
     async def messages(self, ws: ClientConnection, on_payload: Any) -> None:
         """Read until closed; call on_payload(text) for each delivered message."""
         async for msg in ws:
             if self.kind == "liveserver":
-                frame = msgpack.unpackb(msg, raw=False) if isinstance(msg, bytes) else json.loads(msg)
+                frame = MSGPACK.decode(msg) if isinstance(msg, bytes) else JSON.decode(msg)
                 if frame.get("t") == "batch":
                     for event in frame.get("events", ()):
                         if event.get("k") == "danmaku":

@@ -22,9 +22,11 @@ from typing import Any
 
 import httpx
 
+from liveserver.core.auth import mint
+
 from .. import hist
-from ..worker import mint
 from .clients import Protocol, generator_main, open_client, payload
+from .cluster import ClusterProc
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 NODE_DIR = PEERS_DIR / "socketio-node"
@@ -45,6 +47,7 @@ class BenchOptions:
     install: bool = False
     out: Path | None = None
     generators: int = 1
+    redis: str = "single"  # or "cluster": a private 3-master Redis Cluster (liveserver peers only)
 
 
 @dataclass
@@ -151,7 +154,7 @@ class RedisProc:
     """A private redis-server on a free TCP port (never 6379), no persistence."""
 
     def __init__(self) -> None:
-        from liveserver.embedded import redis_binary
+        from liveserver.engine.embedded import redis_binary
 
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="lc-bench-redis-")
@@ -197,8 +200,24 @@ async def _recv(conn: Any, timeout: float) -> Any:
     return conn.recv()
 
 
+async def open_bench_room(ports: list[int]) -> None:
+    """liveserver nodes: wait for /readyz on each (Redis reachable too), then create the room."""
+    for port in ports:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+    httpx.put(f"http://127.0.0.1:{ports[0]}/api/v1/rooms/bench", json={"status": "live"},
+              headers={"Authorization": f"Bearer {mint(SECRET, 'admin', role='admin')}"}, timeout=10).raise_for_status()
+
+
 async def bench_peer(peer: Peer, opts: BenchOptions, log: Any) -> dict[str, Any]:
-    redis = RedisProc()
+    if opts.redis == "cluster" and peer.kind != "liveserver":
+        raise RuntimeError("--redis cluster runs liveserver peers only")
+    redis: Any = ClusterProc() if opts.redis == "cluster" else RedisProc()
     servers: list[subprocess.Popen[bytes]] = []
     procs = []
     try:
@@ -210,17 +229,7 @@ async def bench_peer(peer: Peer, opts: BenchOptions, log: Any) -> dict[str, Any]
             wait_port(port, proc)
         bases = [f"ws://127.0.0.1:{p}" for p in ports]
         if peer.kind == "liveserver":
-            # the room must exist; readyz means Redis is reachable too
-            for port in ports:
-                for _ in range(200):
-                    try:
-                        if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.05)
-            httpx.put(f"http://127.0.0.1:{ports[0]}/api/v1/rooms/bench", json={"status": "live"},
-                      headers={"Authorization": f"Bearer {mint(SECRET, 'admin', role='admin')}"}, timeout=10).raise_for_status()
+            await open_bench_room(ports)
         await asyncio.sleep(0.5)
         rss_before = sum(rss_kb(p.pid) for p in servers)
         ctx = mp.get_context("spawn")
@@ -325,7 +334,8 @@ def ratio(value: float, base: float) -> str:
 def markdown(results: list[dict[str, Any]], opts: BenchOptions, command: str) -> str:
     base = next((r for r in results if r.get("peer") == "liveserver" and "error" not in r), None)
     lines = [
-        f"`{command}` — {opts.viewers} viewers over {opts.servers} server processes sharing one Redis, "
+        f"`{command}` — {opts.viewers} viewers over {opts.servers} server processes sharing "
+        f"{'a 3-master Redis Cluster' if opts.redis == 'cluster' else 'one Redis'}, "
         f"{opts.rate:g} msgs/s of {opts.size} bytes for {opts.seconds:g} s, {opts.generators} client process(es).",
         "",
         "| peer | viewers | delivered | deliveries/s | ratio | p50 ms | ratio | p99 ms | ratio | mem/conn KiB | ratio | server CPU % |",
@@ -344,15 +354,17 @@ def markdown(results: list[dict[str, Any]], opts: BenchOptions, command: str) ->
     return "\n".join(lines)
 
 
-def run_bench(opts: BenchOptions) -> int:
-    names = opts.peers or ALL_PEERS
+def run_peers(kind: str, names: list[str], opts: Any, run: Any, to_markdown: Any) -> int:
+    """The body every `liveload bench <kind>` shares: check and install the peers, run
+    `run(peer, opts, log)` for each in turn (a failing peer is reported, not fatal),
+    print the markdown table, and write `<kind>.json` / `<kind>.md` under `opts.out`."""
     unknown = [n for n in names if n not in PEERS]
     if unknown:
         print(f"liveload: unknown peers {unknown}; known: {', '.join(PEERS)}", file=sys.stderr)
         return 2
     if opts.install:
         install_peers(names)
-    command = "liveload " + " ".join(sys.argv[1:]) if sys.argv and "bench" in sys.argv else "liveload bench fanout"
+    command = "liveload " + " ".join(sys.argv[1:]) if sys.argv and "bench" in sys.argv else f"liveload bench {kind}"
     results = []
     for name in names:
         peer = PEERS[name]
@@ -363,16 +375,20 @@ def run_bench(opts: BenchOptions) -> int:
             continue
         print(f"{name}: {peer.describe}", flush=True)
         try:
-            results.append(asyncio.run(bench_peer(peer, opts, lambda m: print(m, flush=True))))
+            results.append(asyncio.run(run(peer, opts, lambda m: print(m, flush=True))))
         except Exception as exc:
             print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
             results.append({"peer": name, "error": f"{type(exc).__name__}: {exc}"})
-    table = markdown(results, opts, command)
+    table = to_markdown(results, opts, command)
     print()
     print(table)
     if opts.out:
         opts.out.mkdir(parents=True, exist_ok=True)
-        (opts.out / "fanout.json").write_text(json.dumps({"options": opts.__dict__ | {"out": str(opts.out)}, "results": results,
-                                                          "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2, default=str))
-        (opts.out / "fanout.md").write_text(table + "\n")
+        (opts.out / f"{kind}.json").write_text(json.dumps({"options": opts.__dict__ | {"out": str(opts.out)}, "results": results,
+                                                            "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2, default=str))
+        (opts.out / f"{kind}.md").write_text(table + "\n")
     return 0
+
+
+def run_bench(opts: BenchOptions) -> int:
+    return run_peers("fanout", opts.peers or ALL_PEERS, opts, bench_peer, markdown)

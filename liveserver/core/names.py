@@ -1,0 +1,11 @@
+"""Rules for names that every layer checks (room names end up in keys, URLs and logs)."""
+
+from __future__ import annotations
+
+import re
+
+ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def valid_room(name: str) -> bool:
+    return bool(ROOM_NAME.match(name))

@@ -1,0 +1,197 @@
+"""The ASGI app of one node: `create_app()` (also a uvicorn factory,
+`uvicorn --factory liveserver.edge.app:create_app`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from protocol import ErrorCode
+
+from liveserver.commerce import Commerce
+from liveserver.core import auth
+from liveserver.core.config import Settings
+from liveserver.core.http_api import API, error_response
+from liveserver.core.metrics import Metrics
+from liveserver.edge import pages
+from liveserver.edge.api import rooms as _rooms  # noqa: F401  (registers endpoints)
+from liveserver.edge.demo import DEMO_ROOM, ensure_demo_room
+from liveserver.edge.services import Services
+from liveserver.edge.ws import ViewerRouteMiddleware, serve_viewer, viewer_endpoint
+from liveserver.engine.connect import connect
+from liveserver.engine.embedded import EmbeddedRedis
+from liveserver.engine.errors import is_unavailable
+from liveserver.hub.hub import RoomHub
+from liveserver.media import web as media
+from liveserver.reports import api as _reports_api  # noqa: F401  (registers endpoints)
+from liveserver.reports.archive import Archiver
+from liveserver.reports.lifecycle import REMINDER_JOB, reminder_action
+from liveserver.webhooks import api as _webhooks_api  # noqa: F401  (registers endpoints)
+from liveserver.webhooks.worker import WebhookWorker
+
+log = logging.getLogger("liveserver")
+
+PAGES = Path(__file__).parent / "pages"
+READY_TIMEOUT_S = 1.0
+PROTOCOL_JS = Path(__file__).resolve().parents[2] / "protocol" / "js"
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True, "node": request.app.state.services.node_id})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        # Bounded: a stalled Redis (no answer, socket still open) makes the node unready
+        # within READY_TIMEOUT_S instead of hanging the probe.
+        await asyncio.wait_for(services.engine.ping(), READY_TIMEOUT_S)
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        return JSONResponse({"ready": False, "error": {"code": "internal", "message": f"redis: {reason}"}}, status_code=503)
+    return JSONResponse({"ready": True, "node": services.node_id})
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(request.app.state.services.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(API.openapi())
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        code = {401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(exc.status_code, ErrorCode.BAD_REQUEST)
+        return error_response(code, str(exc.detail), status=exc.status_code)
+    if is_unavailable(exc):  # Redis unreachable or failing over: retryable, not a fault
+        log.warning("%s: storage unavailable (%s)", request.url.path, exc)
+        return error_response(ErrorCode.INTERNAL, "storage unavailable; retry", status=503, retry=True)
+    log.exception("unhandled error on %s", request.url.path)
+    return error_response(ErrorCode.INTERNAL, "internal error", status=500)
+
+
+def banner(settings: Settings, redis_where: str, services: Services) -> str:
+    base = os.environ.get("LIVESERVER_PUBLIC_URL", "").rstrip("/")
+    if not base:
+        return ""
+    host_token = auth.mint(settings.secret, "host", role="host", name="Host", room=DEMO_ROOM)
+    viewer_token = auth.mint(settings.secret, "viewer-" + secrets.token_hex(2), role="viewer", name="Viewer")
+    lines = [
+        f"liveserver node {services.node_id} ready",
+        f"  redis:    {redis_where}",
+        f"  viewer:   {base}/rooms/{DEMO_ROOM}?token={viewer_token}",
+        f"  console:  {base}/console/{DEMO_ROOM}?token={host_token}",
+        f"  guest:    {base}/rooms/{DEMO_ROOM}",
+        f"  host token: {host_token}",
+    ]
+    if settings.secret_generated:
+        lines.append("  (LIVESERVER_SECRET not set: a random one is in use; tokens die with this process)")
+    return "\n".join(lines)
+
+
+class LiveApp(Starlette):
+    """Starlette, with viewer sockets served before its middleware stack: the coroutines
+    of each layer stay suspended for the life of a socket (memory per idle viewer,
+    docs/performance.md). Everything else goes through Starlette as usual."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope["app"] = self
+            if await serve_viewer(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedded: EmbeddedRedis | None = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = EmbeddedRedis(settings.data_dir)
+            redis_url = embedded.start()
+        where = f"embedded, {embedded.socket} (AOF on)" if embedded else redis_url
+        engine = None
+        try:
+            engine = await connect(redis_url, settings)
+            node_id = secrets.token_hex(4)
+            metrics_ = Metrics()
+            hub = RoomHub(engine, settings, node_id, metrics_, redis_url)
+            commerce = Commerce(engine, settings.order_ttl_s)
+            hub.sources.append(commerce.state)
+            services = Services(settings, redis_url, engine, hub, commerce, metrics_, node_id,
+                                op_handlers=commerce.ops(), danmaku_listeners=commerce.danmaku_listeners(),
+                                leave_listeners=commerce.leave_listeners())
+            app.state.services = services
+            scheduler = commerce.scheduler() if settings.scheduler else None
+            media_glue = media.install(app, services, redis_url)
+            if scheduler is not None:
+                scheduler.actions[REMINDER_JOB] = reminder_action(engine)
+            if settings.demo_room:
+                await ensure_demo_room(engine)
+            hub.start()
+            if scheduler is not None:
+                scheduler.start()
+            webhooks = WebhookWorker(engine.webhooks, settings) if settings.webhooks else None
+            if webhooks is not None:
+                webhooks.start()
+            archiver = Archiver(engine.reports) if settings.archive else None
+            if archiver is not None:
+                archiver.start()
+            text = banner(settings, where, services)
+            if text:
+                print(text, flush=True)
+            yield
+            if webhooks is not None:
+                await webhooks.stop()
+            if archiver is not None:
+                await archiver.stop()
+            if scheduler is not None:
+                await scheduler.stop()
+            await hub.stop()
+            await media_glue.aclose()
+        finally:
+            if engine is not None:
+                await engine.close()
+            if embedded is not None:
+                embedded.stop()
+
+    routes: list[Any] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/api/v1/openapi.json", openapi),
+        WebSocketRoute("/ws/rooms/{room}", viewer_endpoint),
+        *API.routes(),
+        *media.web_routes(),
+        *pages.routes(),
+    ]
+    if PROTOCOL_JS.is_dir():
+        routes.append(Mount("/protocol/js", StaticFiles(directory=PROTOCOL_JS), name="protocol-js"))
+    if (PAGES / "static").is_dir():
+        routes.append(Mount("/static", StaticFiles(directory=PAGES / "static"), name="static"))
+    return LiveApp(
+        routes=routes,
+        # the viewer socket's short path (and the raw send for hub/direct.py)
+        middleware=[Middleware(ViewerRouteMiddleware)],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: http_error},
+    )
+

@@ -1,0 +1,104 @@
+"""uvicorn's `websockets-sansio` protocol with leaner per-connection state.
+
+Every viewer is one of these objects for as long as it watches, so its size is the
+floor of memory per idle viewer. uvicorn gives each connection an `asyncio.Queue` (three
+deques and an Event with a fourth) for received messages and an `asyncio.Event` (a fifth
+deque) for "writable": ~3.8 KiB of empty deques per connection. Here they are a list
+with one waiter future and a flag with a lazily created waiter list: the same interface
+uvicorn uses (`put_nowait`, `get`, `empty`, `qsize`; `set`, `clear`, `is_set`, `wait`).
+The handshake's request and response objects are dropped once the socket is accepted.
+Nothing else changes: the frames, the ASGI messages and `hub/direct.py` (which reads
+`writable.is_set()`) behave as before. Selected by `liveserver serve` (cli), and
+`LIVESERVER_LEAN_WS=0` falls back to uvicorn's class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+
+class LeanQueue:
+    """A single-consumer FIFO with asyncio.Queue's `put_nowait`/`get`/`empty`/`qsize`."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class LeanEvent:
+    """asyncio.Event's `set`/`clear`/`is_set`/`wait`, with the waiters made on demand."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if self._value:
+            return
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(True)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            return await fut
+        finally:
+            if self._waiters is not None and fut in self._waiters:
+                self._waiters.remove(fut)
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = LeanQueue()  # type: ignore[assignment]
+        self.writable = LeanEvent()  # type: ignore[assignment]
+        self.writable.set()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message.get("type") == "websocket.accept":
+            # uvicorn keeps the handshake's request and response (their headers: ~3 KiB)
+            # for the life of the connection; nothing reads them after the accept.
+            self.request = self.response = None  # type: ignore[assignment]

@@ -1,0 +1,185 @@
+"""The viewer websocket `/ws/rooms/{room}`: authentication, then a reader loop (frames in
+-> session) and a writer task (viewer queue -> socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+
+from starlette.datastructures import QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from protocol import CloseCode, choose_codec, parse_offset
+
+from liveserver.core.auth import AuthError, guest, verify
+from liveserver.hub.direct import RAW_SEND, DirectWriter
+from liveserver.engine.engine import Admission
+from liveserver.core.names import valid_room
+from liveserver.edge.services import Services
+from liveserver.edge.session import ViewerSession
+from liveserver.core.tasks import cancel_and_wait
+from liveserver.hub.viewer import Viewer
+
+log = logging.getLogger("liveserver.ws")
+
+_conn_ids = itertools.count(1)
+CLOSE_TIMEOUT_S = 5.0
+VIEWER_PREFIX = "/ws/rooms/"
+
+
+class ViewerRouteMiddleware:
+    """`/ws/rooms/{room}` straight to `viewer_endpoint`, past Starlette's exception
+    middleware, router and route wrappers: each of those is a coroutine (and closures) that
+    stays suspended for the life of the socket, ~8 per viewer. Memory per idle viewer
+    counts (docs/performance.md); what the endpoint does is unchanged. It also keeps the
+    server's own `send` in the scope for `DirectWriter` (hub/direct.py). Other paths and
+    other websockets go through the app as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and await serve_viewer(scope, receive, send):
+            return
+        await self.app(scope, receive, send)
+
+
+async def serve_viewer(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve `scope` if it is a viewer socket (True once it is over); False otherwise.
+    Also called by the app itself (app.py `LiveApp`), before Starlette's own layers."""
+    scope[RAW_SEND] = send
+    path: str = scope["path"]
+    if not path.startswith(VIEWER_PREFIX):
+        return False
+    room = path[len(VIEWER_PREFIX):]
+    if not room or "/" in room:  # what the route `/ws/rooms/{room}` matches
+        return False
+    scope["path_params"] = {"room": room}
+    await viewer_endpoint(WebSocket(scope, receive, send))
+    return True
+
+
+async def viewer_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    settings = services.settings
+    room = websocket.path_params["room"]
+    # Read from the scope, not through `websocket.query_params`/`.headers`, which would keep
+    # parsed copies on the WebSocket for the life of the connection (memory per viewer).
+    params = QueryParams(websocket.scope["query_string"])
+    token = params.get("token")
+    since = params.get("since")
+    epoch = params.get("epoch")
+    del params
+    offered = [p.strip() for name, value in websocket.scope["headers"] if name.lower() == b"sec-websocket-protocol"
+               for p in value.decode("latin-1").split(",") if p.strip()]
+    codec = choose_codec(offered)
+    subprotocol = codec.subprotocol if codec.subprotocol in offered else None
+    del offered
+    # The scope lives as long as the socket: drop the handshake's headers and query string
+    # (with the token) now that they are read, ~1.5 KiB per viewer. Nothing reads them later.
+    websocket.scope["headers"] = []
+    websocket.scope["query_string"] = b""
+    await websocket.accept(subprotocol=subprotocol)
+
+    conn_id = f"{services.node_id}-{next(_conn_ids)}"  # unique across nodes (guest ids use it)
+    if token:
+        try:
+            identity = verify(settings.secret, token)
+        except AuthError as exc:
+            await websocket.close(CloseCode.BAD_TOKEN, str(exc)[:120])
+            return
+    else:
+        identity = guest(conn_id)
+    token = None
+    try:
+        admission = await services.hub.admit(room, identity) if valid_room(room) else Admission.NO_ROOM
+        if admission == Admission.NO_ROOM:
+            await websocket.close(CloseCode.NO_SUCH_ROOM, "no such room")
+            return
+        if admission == Admission.BANNED:
+            await websocket.close(CloseCode.BANNED, "banned from this room")
+            return
+    except Exception as exc:  # Redis unreachable or saturated: ask the client to come back
+        log.warning("refusing a viewer of %s: %s", room, exc)
+        await websocket.close(CloseCode.OVERLOADED, "try again shortly")
+        return
+
+    if since is not None and parse_offset(since) is None:
+        since = None  # a malformed offset is treated as a fresh join
+
+    direct = DirectWriter.for_scope(websocket.scope) if settings.direct_write else None
+    writer: asyncio.Task[None] | None = None
+
+    def start_writer() -> None:
+        nonlocal writer
+        writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
+        writer.add_done_callback(writer_done)
+
+    def writer_done(task: asyncio.Task[None]) -> None:
+        # A drained writer is not kept: an idle viewer holds no finished task (memory).
+        nonlocal writer
+        if writer is task:
+            writer = None
+
+    viewer = Viewer(conn_id, identity, codec, settings.viewer_buffer, direct, start_writer)
+    session = ViewerSession(viewer, room, services.hub, settings, services.metrics, services.op_handlers,
+                            services.danmaku_listeners, services.leave_listeners)
+    try:
+        try:
+            await services.hub.join(viewer, room, since, epoch)
+        except Exception as exc:
+            log.warning("join of %s failed: %s", room, exc)
+            await websocket.close(CloseCode.OVERLOADED, "try again shortly")
+            return
+        # This coroutine reads; a close asked by the hub (4403, 4408) makes the writer send
+        # the close frame, and uvicorn then ends the read with a disconnect.
+        await _read(websocket, session)
+        if viewer.close_code is not None and writer is not None:
+            # A close was asked (4429, 4408, ...): let the writer send the close frame.
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(writer), CLOSE_TIMEOUT_S * 2)
+    finally:
+        services.hub.leave(viewer)
+        if writer is not None:
+            await cancel_and_wait(writer)
+        await session.ended()
+
+
+async def _read(websocket: WebSocket, session: ViewerSession) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        await session.receive(data)
+        if session.viewer.close_code is not None:
+            return
+
+
+async def _write(websocket: WebSocket, viewer: Viewer) -> None:
+    """Drain the viewer queue to the socket, then end; on a close code, close with it."""
+    try:
+        while True:
+            batch = viewer.take_frames()
+            if batch is None:
+                break
+            if not batch:
+                return  # drained: the next frame that must wait starts a new writer
+            for data in batch:
+                if viewer.text:
+                    await websocket.send_text(data.decode())
+                else:
+                    await websocket.send_bytes(data)
+                viewer.sent(data)
+                if viewer.close_code is not None:
+                    break
+        code = viewer.close_code or 1000
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT_S)
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+        pass

@@ -1,0 +1,86 @@
+"""Direct writes: the tick puts a frame on a viewer's socket itself, without waking the
+connection's writer task and without a trip through ASGI.
+
+This is the hot path of fan-out (one batch x every viewer x 10 ticks/s). It works with
+uvicorn's `websockets-sansio` protocol, which the `liveserver` command selects: the
+ASGI `send` uvicorn hands the app is a bound method of that protocol object, and its
+`conn` (a websockets `ServerProtocol`) frames the payload. Anything else (another
+server, another protocol class, a socket that is paused, closing or closed) makes
+`for_scope` or `write` say no, and the frame goes through the viewer's queue and
+writer task instead, which is always correct. Order is kept because the hub writes
+directly only when that viewer's queue is empty and nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+RAW_SEND = "liveserver.raw_send"
+_REQUIRED = ("conn", "transport", "writable", "close_sent", "disconnected")
+
+
+class RawSendMiddleware:
+    """Keeps the server's own `send` of a websocket in the scope, for `DirectWriter`.
+    (The app now does this in edge/ws.py `serve_viewer`; kept for embedders.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[RAW_SEND] = send
+        await self.app(scope, receive, send)
+
+
+def ws_frame(data: bytes, text: bool) -> bytes:
+    """`data` as one unmasked server websocket frame (FIN, text or binary opcode), the
+    bytes websockets' `send_text`/`send_binary` would produce without extensions. A batch
+    is framed ONCE per codec and the same bytes go to every viewer's socket."""
+    head = 0x81 if text else 0x82
+    n = len(data)
+    if n < 126:
+        return bytes((head, n)) + data
+    if n < 65536:
+        return struct.pack("!BBH", head, 126, n) + data
+    return struct.pack("!BBQ", head, 127, n) + data
+
+
+class DirectWriter:
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: Any) -> None:
+        self._proto = proto
+
+    @classmethod
+    def for_scope(cls, scope: Scope) -> "DirectWriter | None":
+        proto = getattr(scope.get(RAW_SEND), "__self__", None)
+        conn = getattr(proto, "conn", None)
+        if proto is None or not all(hasattr(proto, name) for name in _REQUIRED):
+            return None
+        if not (hasattr(conn, "send_text") and hasattr(conn, "data_to_send")):
+            return None
+        return cls(proto)
+
+    def write(self, data: bytes, text: bool, framed: bytes | None = None) -> bool:
+        """Frame and write `data` now; False when the socket cannot take it right now.
+        `framed` is `ws_frame(data, text)` made once for all viewers: written as is when
+        the connection negotiated no extension (nothing transforms frames), after anything
+        the protocol itself still has to send."""
+        p = self._proto
+        if p.close_sent or p.disconnected or not p.writable.is_set() or p.transport.is_closing():
+            return False
+        if framed is not None and not p.conn.extensions:
+            pending = p.conn.data_to_send()
+            if pending:
+                p.transport.write(b"".join(pending))
+            p.transport.write(framed)
+            return True
+        if text:
+            p.conn.send_text(data)
+        else:
+            p.conn.send_binary(data)
+        p.transport.write(b"".join(p.conn.data_to_send()))
+        return True

@@ -1,0 +1,66 @@
+"""A room as one node holds it (`LocalRoom`), and what contributes to its `state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from liveserver.engine.engine import Event, KeyRead, LoadSpec, RoomSnapshot
+
+if TYPE_CHECKING:
+    from liveserver.hub.viewer import Viewer
+
+
+@dataclass(eq=False)
+class LocalRoom:
+    name: str
+    epoch: str
+    flushed: str  # offset of the last event flushed to this node's viewers
+    viewers: set["Viewer"] = field(default_factory=set)
+    pending: list[Event] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    sent_state: dict[str, Any] = field(default_factory=dict)
+    likes_delta: int = 0
+    idle_ticks: int = 0
+    dropped: int = 0
+    # live data (stats_tick.lua): session records since the last stats tick, likes for
+    # the per-minute series, ticks since the last stats heartbeat, unique viewers so far
+    stats_out: list[str] = field(default_factory=list)
+    stats_likes: int = 0
+    stats_idle: int = 0
+    stats_busy: bool = False
+    uniques: int = 0
+    # Adaptive flush (hub/flush.py `may_flush_early`): when the last batch went out (loop
+    # time), whether one went out since the last tick, and the early flush now scheduled.
+    last_flush_at: float = float("-inf")
+    flushed_since_tick: bool = False
+    early: Any = None  # asyncio.TimerHandle | None
+
+
+class StateSource(Protocol):
+    """Something that contributes keys to a room's `state` (sales, coupons, ...).
+
+    Opening a room is one round trip: the hub gathers every source's `load_specs`, the
+    engine reads them all at once, and each source builds its state from the snapshot.
+    """
+
+    def load_specs(self, room: str) -> list[LoadSpec | KeyRead]:
+        """What this source reads when a node opens `room` (objects by index, or single keys)."""
+
+    def loaded(self, room: str, snapshot: RoomSnapshot) -> dict[str, Any]:
+        """The state keys this source owns, from the open snapshot."""
+
+    def apply(self, room: LocalRoom, event: Event) -> None:
+        """Update `room.state` from one event of the room stream."""
+
+    async def refresh(self, rooms: list[LocalRoom]) -> None:
+        """Once per tick, before the flush: poll what events do not carry."""
+
+
+def copy_state(state: Any) -> Any:
+    """A deep copy of JSON-like state, so the last sent state can be diffed against."""
+    if isinstance(state, dict):
+        return {k: copy_state(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [copy_state(v) for v in state]
+    return state

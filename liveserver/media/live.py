@@ -1,0 +1,370 @@
+"""The lives this media process runs: per room, one source (WHIP or RTMP), its pipeline,
+its WHEP viewers; ownership of the room in Redis (heartbeated), `state.media` + the
+`media` event when the live starts and stops, the recording when it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from aiortc import RTCPeerConnection
+
+from liveserver.engine.linkmic_store import LinkmicStore
+from liveserver.engine.media_store import MediaStore, offline_state
+
+from liveserver.media.health import IngestHealth
+from liveserver.media.packets import PacketTrack
+from liveserver.media.pipeline import Pipeline
+from liveserver.media.sdp import OfferError
+from liveserver.media.server_deps import Cohost
+from liveserver.media.settings import MediaSettings
+from liveserver.media.webrtc import add_h264_sender, add_opus_sender, answer, new_pc
+
+log = logging.getLogger("liveserver.media")
+
+
+class Busy(Exception):
+    """The room already has a live source (here or on another media process)."""
+
+
+class NotLive(Exception):
+    pass
+
+
+class Refused(Exception):
+    """A co-host token that was used already, or revoked (the host ended the link-mic)."""
+
+
+@dataclass(eq=False)
+class GuestSession:
+    """A link-mic guest publishing through WHIP with its co-host token."""
+
+    id: str
+    room: str
+    user: str
+    name: str
+    pc: RTCPeerConnection
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class WhepViewer:
+    id: str
+    pc: RTCPeerConnection
+    track: PacketTrack
+    audio: PacketTrack | None = None
+
+
+@dataclass(eq=False)
+class Live:
+    room: str
+    id: str  # also the folder of its live segments and of its recording
+    session: str  # the WHIP/RTMP session id (unguessable: the resource URL)
+    kind: str
+    health: IngestHealth
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    pc: RTCPeerConnection | None = None
+    pipeline: Pipeline | None = None
+    stopper: Callable[[], Any] | None = None  # RTMP: stops the remux
+    viewers: dict[str, WhepViewer] = field(default_factory=dict)
+    media: dict[str, Any] = field(default_factory=dict)  # state.media while live
+    ending: bool = False
+    guests: dict[str, GuestSession] = field(default_factory=dict)  # link-mic guests by user
+
+
+class MediaRooms:
+    def __init__(self, settings: MediaSettings, store: MediaStore, linkmic: LinkmicStore | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.linkmic = linkmic
+        self.lives: dict[str, Live] = {}
+        self.sessions: dict[str, Live] = {}
+        self.guest_sessions: dict[str, GuestSession] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        return self.settings.public_url
+
+    def room_dir(self, room: str) -> Path:
+        return self.settings.media_dir / room
+
+    def live_dir(self, room: str, live_id: str) -> Path:
+        return self.room_dir(room) / "live" / live_id
+
+    def rec_dir(self, room: str, live_id: str) -> Path:
+        return self.room_dir(room) / "rec" / live_id
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._beat(), name="media-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await asyncio.gather(*(self.end(room, "shutdown") for room in list(self.lives)), return_exceptions=True)
+
+    async def _beat(self) -> None:
+        period = self.settings.owner_ttl_ms / 3000
+        while True:
+            await asyncio.sleep(min(1.0, period))
+            for live in list(self.lives.values()):
+                live.health.sample()
+                if live.pc is not None:
+                    await self._poll_stats(live)
+                try:
+                    if not await self.store.refresh(live.room, self.url, self.settings.owner_ttl_ms):
+                        log.warning("lost the ownership of %s", live.room)
+                    if live.guests and self.linkmic is not None:  # the host ended a link-mic
+                        accepted = await self.linkmic.guests(live.room)
+                        for guest in [g for u, g in live.guests.items() if u not in accepted]:
+                            await self.remove_guest(guest, "ended", announce=False)
+                except Exception as exc:
+                    log.warning("heartbeat for %s failed: %s", live.room, exc)
+
+    async def _poll_stats(self, live: Live) -> None:
+        assert live.pc is not None
+        try:
+            report = await live.pc.getStats()
+        except Exception:
+            return
+        received = lost = 0
+        for stats in report.values():
+            if stats.type == "transport":
+                received += int(getattr(stats, "bytesReceived", 0) or 0)
+            elif stats.type == "inbound-rtp":
+                lost += int(getattr(stats, "packetsLost", 0) or 0)
+        live.health.bytes_in, live.health.packets_lost = received, lost
+
+    # -- a source starts --------------------------------------------------------------------
+    async def _reserve(self, room: str, kind: str) -> Live:
+        if room in self.lives:
+            raise Busy("this room is already live")
+        owner = await self.store.claim(room, self.url, self.settings.owner_ttl_ms)
+        if owner != self.url or room in self.lives:
+            raise Busy("this room is already live on another media process")
+        live = Live(room, secrets.token_hex(6), secrets.token_urlsafe(24), kind, IngestHealth(kind))
+        self.lives[room] = live
+        self.sessions[live.session] = live
+        return live
+
+    async def start_whip(self, room: str, offer: str) -> tuple[Live, str]:
+        live = await self._reserve(room, "whip")
+        try:
+            pc = live.pc = new_pc(self.settings)
+            live.pipeline = Pipeline(self.settings, self.live_dir(room, live.id), self.rec_dir(room, live.id),
+                                     live.health, lambda w, h: self._announce(live, w, h))
+
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                assert live.pipeline is not None
+                live.pipeline.consume(track, lambda reason: self._end_soon(room, live, f"track {reason}"))
+
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState in ("failed", "closed"):
+                    self._end_soon(room, live, f"connection {pc.connectionState}")
+
+            sdp = await answer(pc, offer)
+            return live, sdp
+        except Exception as exc:
+            await self.end(room, "bad offer")
+            raise OfferError(400, f"cannot answer this offer: {exc}") from None
+
+    async def start_rtmp(self, room: str, stopper: Callable[[], Any]) -> Live:
+        live = await self._reserve(room, "rtmp")
+        live.stopper = stopper
+        return live
+
+    def hls_url(self, room: str) -> str:
+        return f"{self.url}/media/{room}/live.m3u8"
+
+    async def _announce(self, live: Live, width: int, height: int) -> None:
+        if live.ending or self.lives.get(live.room) is not live:
+            return  # ended before its first frame came out of the encoder
+        live.media = {
+            "live": True,
+            "hls": self.hls_url(live.room),
+            "whep": f"{self.url}/api/v1/rooms/{live.room}/whep" if live.kind == "whip" else None,
+            "poster": f"{self.url}/media/{live.room}/poster.jpg?v={live.id}",
+            "width": width,
+            "height": height,
+            "source": live.kind,
+            "id": live.id,
+            "started_ms": live.started_ms,
+        }
+        await self.store.set_state(live.room, live.media)
+
+    async def announce_rtmp(self, live: Live, width: int, height: int) -> None:
+        await self._announce(live, width, height)
+
+    # -- a source ends ------------------------------------------------------------------------
+    def _end_soon(self, room: str, live: Live, reason: str) -> None:
+        if self.lives.get(room) is live and not live.ending:
+            task = asyncio.create_task(self.end(room, reason))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+
+    async def end(self, room: str, reason: str) -> bool:
+        live = self.lives.get(room)
+        if live is None or live.ending:
+            return False
+        live.ending = True
+        log.info("live %s of %s ends: %s", live.id, room, reason)
+        for guest in list(live.guests.values()):
+            await self.remove_guest(guest, "ended", announce=True)
+        for viewer in list(live.viewers.values()):
+            await self._close_viewer(live, viewer)
+        if live.pipeline is not None:
+            await live.pipeline.close()
+        if live.stopper is not None:
+            await asyncio.get_running_loop().run_in_executor(None, live.stopper)
+        if live.pc is not None:
+            await live.pc.close()
+        self.lives.pop(room, None)
+        self.sessions.pop(live.session, None)
+        try:
+            rec = self.rec_dir(room, live.id)
+            poster = f"{self.url}/media/{room}/rec/{live.id}/poster.jpg" if (rec / "poster.jpg").exists() else None
+            if live.media:
+                await self.store.add_recording(room, {
+                    "id": live.id,
+                    "source": live.kind,
+                    "started_ms": live.started_ms,
+                    "ended_ms": int(time.time() * 1000),
+                    "width": live.media.get("width", 0),
+                    "height": live.media.get("height", 0),
+                    "hls": f"{self.url}/media/{room}/rec/{live.id}/index.m3u8",
+                    "poster": poster,
+                })
+                await self.store.set_state(room, offline_state(poster))
+            await self.store.release(room, self.url)
+        finally:
+            shutil.rmtree(self.live_dir(room, live.id), ignore_errors=True)
+        return True
+
+    async def end_session(self, session: str) -> bool:
+        live = self.sessions.get(session)
+        return live is not None and await self.end(live.room, "deleted")
+
+    # -- link-mic guests ----------------------------------------------------------------------
+    async def add_guest(self, room: str, cohost: Cohost, offer: str) -> tuple[GuestSession, str]:
+        """A co-host publishes: its token is consumed (once), its picture joins the program."""
+        live = self.lives.get(room)
+        if live is None or live.ending or live.pipeline is None or not live.pipeline.started.is_set():
+            raise NotLive(room)
+        if self.linkmic is None or not (await self.linkmic.consume_token(room, cohost.user, cohost.jti)).ok:
+            raise Refused("this co-host token was used already or revoked")
+        if cohost.user in live.guests:
+            raise Busy("this guest is already on camera")
+        if len(live.guests) >= self.settings.linkmic_max_guests:
+            raise Busy("the link-mic is full")
+        pc = new_pc(self.settings)
+        guest = GuestSession(secrets.token_urlsafe(24), room, cohost.user, cohost.name, pc)
+        pipeline = live.pipeline
+
+        def gone(reason: str) -> None:
+            self._later(self.remove_guest(guest, reason, announce=True))
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            pipeline.add_guest(cohost.user, track, gone)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                gone("dropped")
+
+        try:
+            sdp = await answer(pc, offer)
+        except Exception as exc:
+            await pc.close()
+            raise OfferError(400, f"cannot answer this offer: {exc}") from None
+        live.guests[cohost.user] = guest
+        self.guest_sessions[guest.id] = guest
+        return guest, sdp
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def remove_guest(self, guest: GuestSession, reason: str, announce: bool) -> None:
+        """Take a guest out of the picture; `announce`: it left or dropped (not ended by the
+        host), so end its link-mic in Redis and tell the room."""
+        live = self.lives.get(guest.room)
+        if self.guest_sessions.pop(guest.id, None) is None:
+            return
+        if live is not None and live.guests.get(guest.user) is guest:
+            del live.guests[guest.user]
+            if live.pipeline is not None:
+                live.pipeline.drop_guest(guest.user)
+        log.info("link-mic guest %s of %s leaves: %s", guest.user, guest.room, reason)
+        await guest.pc.close()
+        if announce and self.linkmic is not None and self.store.publisher is not None:
+            got = await self.linkmic.end(guest.room, guest.user, int(time.time() * 1000))
+            if got.ok:
+                await self.store.publisher.publish(guest.room, "linkmic", {
+                    "phase": "ended", "user": guest.user, "name": got.name, "reason": reason, "ms": got.ms})
+
+    # -- WHEP viewers ------------------------------------------------------------------------
+    async def add_viewer(self, room: str, offer: str) -> tuple[WhepViewer, str]:
+        live = self.lives.get(room)
+        if live is None or live.ending or live.pipeline is None or not live.pipeline.started.is_set():
+            raise NotLive(room)
+        if sum(len(lv.viewers) for lv in self.lives.values()) >= self.settings.max_viewers:
+            raise Busy("this media process has its maximum of WHEP viewers")
+        pc = new_pc(self.settings)
+        track = PacketTrack(self.settings.viewer_queue)
+        viewer = WhepViewer(secrets.token_urlsafe(24), pc, track)
+        if live.pipeline.has_audio and "m=audio" in offer:
+            viewer.audio = PacketTrack(self.settings.viewer_queue, "audio")
+        try:
+            add_h264_sender(pc, track)
+            if viewer.audio is not None:
+                add_opus_sender(pc, viewer.audio)
+            sdp = await answer(pc, offer)
+        except Exception as exc:
+            await pc.close()
+            raise OfferError(400, f"cannot answer this offer (H.264 is needed): {exc}") from None
+        live.viewers[viewer.id] = viewer
+        live.pipeline.fanout.add(track)
+        if viewer.audio is not None:
+            live.pipeline.audio_fanout.add(viewer.audio)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self._close_viewer(live, viewer)
+
+        return viewer, sdp
+
+    async def _close_viewer(self, live: Live, viewer: WhepViewer) -> None:
+        if live.viewers.pop(viewer.id, None) is None:
+            return
+        if live.pipeline is not None:
+            live.pipeline.fanout.discard(viewer.track)
+            if viewer.audio is not None:
+                live.pipeline.audio_fanout.discard(viewer.audio)
+                viewer.audio.stop()
+        viewer.track.stop()
+        await viewer.pc.close()
+
+    async def remove_viewer(self, room: str, viewer_id: str) -> bool:
+        live = self.lives.get(room)
+        viewer = live.viewers.get(viewer_id) if live else None
+        if live is None or viewer is None:
+            return False
+        await self._close_viewer(live, viewer)
+        return True
+
+    def viewer_count(self) -> int:
+        return sum(len(live.viewers) for live in self.lives.values())

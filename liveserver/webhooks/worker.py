@@ -1,0 +1,265 @@
+"""The webhook worker: three loops, any number of workers on one Redis.
+
+1. **orders relay**: reads every room's orders stream (`lc:{room}:orders`) through the
+   consumer group `webhooks`, emits `order.reserved|paid|expired` (event id derived from
+   the stream entry, so a re-read after a crash is deduplicated) and acknowledges.
+2. **fan-out**: reads the event queue `lc:{wh}:ev` through the consumer group `fanout`
+   and, in one transaction, schedules one delivery per matching hook and acknowledges.
+   Entries another worker left unacknowledged (it died) are taken over after the lease.
+3. **delivery**: claims due deliveries with a lease (`webhook_claim.lua`) and attempts
+   each one in its own task: POST with the signature, timeouts and a response size cap.
+   2xx: done. Otherwise the next attempt is scheduled with exponential backoff and full
+   jitter, until LIVESERVER_WEBHOOK_RETRY_S has passed since the first attempt: then the
+   delivery is a dead letter (listed and replayable through the API). A worker that dies
+   mid-attempt loses nothing: the lease runs out and the delivery is due again.
+   A slow or dead receiver holds at most LIVESERVER_WEBHOOK_PER_HOOK_INFLIGHT attempts;
+   its other deliveries wait in Redis, never in front of another hook's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from liveserver.core.config import Settings
+from liveserver.core.tasks import cancel_and_wait
+from liveserver.engine.webhook_store import WebhookStore
+from liveserver.webhooks import signing, urls
+from liveserver.webhooks.events import emit
+
+RELAY_ROOMS_PER_PASS = 50  # rooms whose orders streams one relay pass reads
+
+log = logging.getLogger("liveserver.webhooks")
+
+RESPONSE_CAP = 64 * 1024  # bytes of a receiver's answer we read at most (kept: 200)
+USER_AGENT = "liveserver-webhooks/1"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def matches(hook: dict[str, Any], event_type: str, room: str, ts_ms: int) -> bool:
+    events = hook.get("events") or ["*"]
+    if "*" not in events and event_type not in events:
+        return False
+    if hook.get("room") and hook["room"] != room:
+        return False
+    return ts_ms >= int(hook.get("created_ms", 0))
+
+
+def backoff_ms(attempts: int, base_ms: int, cap_ms: int, rng: random.Random = random.Random()) -> int:
+    """Exponential backoff with jitter: uniform in [d/2, d], d = min(cap, base * 2^(n-1))."""
+    d = min(cap_ms, base_ms * (2 ** min(attempts - 1, 40)))
+    return int(d / 2 + rng.random() * d / 2)
+
+
+class WebhookWorker:
+    def __init__(self, store: WebhookStore, settings: Settings, name: str | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.name = name or "w-" + secrets.token_hex(4)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._per_hook: dict[str, int] = {}
+        self._hooks: dict[str, dict[str, Any]] = {}
+        self._hooks_at = 0.0
+        self._wake = asyncio.Event()
+        self._relay_passes = 0
+        timeout = settings.webhook_timeout_ms / 1000
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)), follow_redirects=False,
+            limits=httpx.Limits(max_connections=settings.webhook_max_inflight, max_keepalive_connections=32),
+            headers={"User-Agent": USER_AGENT}, trust_env=False,
+        )
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop(self.relay_orders, 0.2), name="webhooks-orders"),
+            asyncio.create_task(self._loop(self.fan_out, 0.0), name="webhooks-fanout"),
+            asyncio.create_task(self._deliver_loop(), name="webhooks-deliver"),
+        ]
+
+    async def stop(self) -> None:
+        await cancel_and_wait(*self._tasks, *self._attempts)
+        await self._client.aclose()
+
+    async def _loop(self, work: Any, period: float) -> None:
+        while True:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("webhooks: %s failed: %s", getattr(work, "__name__", work), exc)
+                await asyncio.sleep(1.0)
+            if period:
+                await asyncio.sleep(period)
+
+    # -- 1. orders relay ----------------------------------------------------------------
+    async def relay_orders(self) -> int:
+        rooms = await self.store.order_rooms()
+        self._relay_passes += 1  # take over a dead relay's entries every 25th pass (~5 s)
+        if len(rooms) > RELAY_ROOMS_PER_PASS:  # a bounded, rotating window of rooms per pass
+            start = (self._relay_passes * RELAY_ROOMS_PER_PASS) % len(rooms)
+            rooms = (rooms + rooms)[start : start + RELAY_ROOMS_PER_PASS]
+        entries = await self.store.read_orders(rooms, self.name, 200, self.settings.webhook_lease_ms,
+                                               reclaim=self._relay_passes % 25 == 1)
+        acks: dict[str, list[str]] = {}
+        for room, entry_id, fields in entries:
+            kind = fields.get("type", "")
+            if kind in ("reserved", "paid", "expired"):
+                try:
+                    data = json.loads(fields.get("data") or "{}")
+                except ValueError:
+                    data = {}
+                await emit(self.store, "order." + kind, room, data, f"{room}.orders.{entry_id}",
+                           int(fields.get("ts") or 0))
+            acks.setdefault(room, []).append(entry_id)
+        for room, ids in acks.items():
+            await self.store.ack_orders(room, ids)
+        return len(entries)
+
+    # -- 2. fan-out -------------------------------------------------------------------------
+    async def _hook_table(self) -> dict[str, dict[str, Any]]:
+        if time.monotonic() - self._hooks_at > 0.5:
+            self._hooks = {h["id"]: h for h in await self.store.hooks()}
+            self._hooks_at = time.monotonic()
+        return self._hooks
+
+    async def fan_out(self) -> int:
+        entries = await self.store.read_events(self.name, 100, 500, self.settings.webhook_lease_ms)
+        if not entries:
+            return 0
+        self._hooks_at = 0.0  # a hook created just before its first event must be seen
+        hooks = await self._hook_table()
+        now = int(time.time() * 1000)
+        for entry_id, f in entries:
+            event_id, event_type, room, ts = f.get("id", ""), f.get("type", ""), f.get("room", ""), int(f.get("ts") or 0)
+            deliveries = {}
+            for hook in hooks.values():
+                if matches(hook, event_type, room, ts):
+                    delivery_id = f"{event_id}~{hook['id']}"
+                    deliveries[delivery_id] = _dumps({
+                        "id": delivery_id, "hook": hook["id"], "event_id": event_id, "type": event_type,
+                        "room": room, "body": f.get("body", ""), "attempts": 0, "first_ms": 0,
+                    })
+            await self.store.fan_out(entry_id, deliveries, now)
+        self._wake.set()
+        return len(entries)
+
+    # -- 3. delivery -------------------------------------------------------------------------
+    async def _deliver_loop(self) -> None:
+        while True:
+            try:
+                started = await self.deliver_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("webhooks: delivery pass failed: %s", exc)
+                started = 0
+                await asyncio.sleep(1.0)
+            if not started:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.1)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def deliver_due(self) -> int:
+        free = self.settings.webhook_max_inflight - len(self._attempts)
+        if free <= 0:
+            return 0
+        now, claimed = await self.store.claim(min(free, 100), self.settings.webhook_lease_ms)
+        if not claimed:
+            return 0
+        hooks = await self._hook_table()
+        started = 0
+        busy: list[str] = []
+        for delivery_id, raw in claimed:
+            delivery = json.loads(raw)
+            hook = hooks.get(delivery["hook"])
+            if hook is None:
+                hook = await self.store.hook(delivery["hook"])
+                if hook is None:  # the hook was deleted: its deliveries go with it
+                    await self.store.drop(delivery_id)
+                    continue
+            if self._per_hook.get(hook["id"], 0) >= self.settings.webhook_per_hook_inflight:
+                busy.append(delivery_id)  # this receiver is busy (slow?): later, no attempt counted
+                continue
+            self._per_hook[hook["id"]] = self._per_hook.get(hook["id"], 0) + 1
+            task = asyncio.create_task(self._attempt(hook, delivery))
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+            started += 1
+        await self.store.postpone(busy, now + 200)
+        return started
+
+    async def _attempt(self, hook: dict[str, Any], delivery: dict[str, Any]) -> None:
+        try:
+            delivery["attempts"] += 1
+            now_ms = int(time.time() * 1000)
+            if not delivery.get("first_ms"):
+                delivery["first_ms"] = now_ms
+            ok, status, error = await self.post(hook, delivery)
+            delivery["last_status"], delivery["last_error"], delivery["last_ms"] = status, error, now_ms
+            if ok:
+                await self.store.delivered(delivery["id"])
+                return
+            now_ms = int(time.time() * 1000)
+            if now_ms - delivery["first_ms"] >= self.settings.webhook_retry_s * 1000:
+                delivery["dead_ms"] = now_ms
+                await self.store.dead(delivery["id"], _dumps(delivery), now_ms)
+                log.warning("webhook delivery %s to hook %s is a dead letter after %d attempts (%s)",
+                            delivery["id"], hook["id"], delivery["attempts"], error or status)
+                return
+            due = now_ms + backoff_ms(delivery["attempts"], self.settings.webhook_backoff_ms,
+                                      self.settings.webhook_backoff_max_ms)
+            delivery["next_ms"] = due
+            await self.store.retry_at(delivery["id"], _dumps(delivery), due)
+        except asyncio.CancelledError:
+            raise  # the lease brings it back
+        except Exception:
+            log.exception("webhook attempt failed unexpectedly (it comes back after its lease)")
+        finally:
+            self._per_hook[hook["id"]] -= 1
+
+    async def post(self, hook: dict[str, Any], delivery: dict[str, Any]) -> tuple[bool, int, str]:
+        """One attempt: (ok, HTTP status or 0, error text). Never raises for network trouble."""
+        try:
+            await urls.check(hook["url"], self.settings.webhooks_allow_private)
+        except urls.BadURL as exc:
+            return False, 0, f"refused url: {exc}"
+        body = delivery["body"].encode()
+        headers = {
+            "Content-Type": "application/json",
+            signing.HEADER: signing.sign(hook["secret"], body),
+            "Liveserver-Event": delivery["type"],
+            "Liveserver-Event-Id": delivery["event_id"],
+            "Liveserver-Delivery": delivery["id"],
+            "Liveserver-Attempt": str(delivery["attempts"]),
+        }
+        try:
+            return await asyncio.wait_for(self._send(hook["url"], body, headers),
+                                          self.settings.webhook_timeout_ms / 1000 * 2)
+        except asyncio.TimeoutError:
+            return False, 0, "timeout"
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[bool, int, str]:
+        try:
+            async with self._client.stream("POST", url, content=body, headers=headers) as resp:
+                got = 0
+                async for chunk in resp.aiter_raw():
+                    got += len(chunk)
+                    if got > RESPONSE_CAP:
+                        break
+                ok = 200 <= resp.status_code < 300
+                return ok, resp.status_code, "" if ok else f"HTTP {resp.status_code}"
+        except httpx.TimeoutException:
+            return False, 0, "timeout"
+        except httpx.HTTPError as exc:
+            return False, 0, type(exc).__name__
