@@ -52,6 +52,29 @@ def test_danmaku_goes_across_and_blocked_word_is_refused_inline(pages: Pages) ->
     expect(alice.locator("#dm-error")).to_have_text("")
 
 
+def test_text_typed_while_a_danmaku_is_acked_is_kept(pages: Pages) -> None:
+    alice = pages.viewer("alice", name="Alice")
+    # Hold each ack back until the test lets it through, so "typed before the ack" is certain.
+    alice.evaluate("""() => {
+      const send = liveClient.request.bind(liveClient);
+      window.__release = [];
+      window.__acked = 0;
+      liveClient.request = async (...args) => {
+        const reply = await send(...args);
+        await new Promise((go) => window.__release.push(go));
+        window.__acked += 1;
+        return reply;
+      };
+    }""")
+    alice.fill("#dm-input", "first")
+    alice.press("#dm-input", "Enter")
+    alice.wait_for_function("window.__release.length === 1")
+    alice.fill("#dm-input", "second, typed meanwhile")
+    alice.evaluate("window.__release.shift()()")
+    alice.wait_for_function("window.__acked === 1")
+    expect(alice.locator("#dm-input")).to_have_value("second, typed meanwhile")
+
+
 def _same_second(a, b, selector: str, tries: int = 20) -> str:  # type: ignore[no-untyped-def]
     """Read a countdown on page a, then b, then a again; when a did not tick meanwhile, b must agree."""
     for _ in range(tries):

@@ -220,11 +220,12 @@ $("host-say").addEventListener("submit", async (e) => {
   const input = e.target.elements.text;
   const text = input.value.trim();
   if (!text || !client) return;
+  input.value = ""; // now, not on the ack: the host may already be typing the next line
   try {
     await client.request("danmaku", { text });
-    input.value = "";
     say($("feed-out"), "");
   } catch (error) {
+    if (!input.value) input.value = text;
     say($("feed-out"), `Not sent. ${describeError(error)}`, "err");
   }
 });
@@ -614,8 +615,9 @@ onSubmit("poll-form", "poll-out", "Start poll", async (f) => {
 });
 
 onSubmit("notice-form", "notice-out", "Send notice", async (f) => {
-  await api("POST", `/rooms/${room}/notices`, { text: f.elements.text.value.trim() });
-  f.elements.text.value = "";
+  const text = f.elements.text.value.trim();
+  await api("POST", `/rooms/${room}/notices`, { text });
+  if (f.elements.text.value.trim() === text) f.elements.text.value = ""; // keep an edit made meanwhile
   return "Notice sent";
 });
 

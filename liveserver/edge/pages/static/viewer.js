@@ -174,15 +174,17 @@ $("compose").addEventListener("submit", async (e) => {
   if (!text) return;
   const err = $("dm-error");
   setMsg(err, "");
+  // Cleared now, not on the ack: what the viewer types while the ack is on its way is theirs.
+  input.value = "";
   try {
     await client.request("danmaku", { text });
-    input.value = "";
     const lottery = currentLottery();
     if (lottery && lottery.keyword && text.toLowerCase().includes(lottery.keyword.toLowerCase())) {
       view.entered.add(lottery.id);
       renderLottery();
     }
   } catch (error) {
+    if (!input.value) input.value = text; // give the refused text back to edit
     let words = describeError(error);
     if (error.code === "muted" && error.extra.until_ms) {
       words += ` until ${new Date(error.extra.until_ms - client.clockOffset).toLocaleTimeString()}`;
