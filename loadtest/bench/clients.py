@@ -72,15 +72,21 @@ class Protocol:
             return MSGPACK.encode({"op": "danmaku", "text": text})
         return text
 
-    async def messages(self, ws: ClientConnection, on_payload: Any) -> None:
-        """Read until closed; call on_payload(text) for each delivered message."""
+    async def messages(self, ws: ClientConnection, on_payload: Any, on_frame: Any = None) -> None:
+        """Read until closed; call on_payload(text) for each delivered message, and
+        on_frame() for each websocket frame that carried at least one (a liveserver batch
+        frame carries many: CPU per delivered frame compares the peers' per-frame cost)."""
         async for msg in ws:
             if self.kind == "liveserver":
                 frame = MSGPACK.decode(msg) if isinstance(msg, bytes) else JSON.decode(msg)
                 if frame.get("t") == "batch":
+                    carried = False
                     for event in frame.get("events", ()):
                         if event.get("k") == "danmaku":
+                            carried = True
                             on_payload(event.get("text"))
+                    if carried and on_frame is not None:
+                        on_frame()
             elif self.kind == "engineio":
                 if msg == "2":
                     await ws.send("3")
@@ -88,8 +94,12 @@ class Protocol:
                     name, *args = json.loads(msg[2:])
                     if name == "msg" and args:
                         on_payload(args[0])
+                        if on_frame is not None:
+                            on_frame()
             else:
                 on_payload(msg if isinstance(msg, str) else msg.decode())
+                if on_frame is not None:
+                    on_frame()
 
 
 async def open_client(proto: Protocol, url: str) -> ClientConnection:
@@ -104,7 +114,7 @@ async def _generator(spec: dict[str, Any], conn: Connection) -> None:
     tokens = spec.get("tokens") or []
     h = hist.new()
     count = 0
-    started_ms = 0.0
+    frames = 0
 
     def on_payload(text: Any) -> None:
         nonlocal count
@@ -113,6 +123,10 @@ async def _generator(spec: dict[str, Any], conn: Connection) -> None:
             return
         count += 1
         hist.record_ms(h, time.time() * 1000 - ts)
+
+    def on_frame() -> None:
+        nonlocal frames
+        frames += 1
 
     sem = asyncio.Semaphore(100)
     failures = 0
@@ -130,7 +144,7 @@ async def _generator(spec: dict[str, Any], conn: Connection) -> None:
                 return
         sockets.append(ws)
         try:
-            await proto.messages(ws, on_payload)
+            await proto.messages(ws, on_payload, on_frame)
         except (ConnectionClosed, Exception):
             pass
 
@@ -144,16 +158,15 @@ async def _generator(spec: dict[str, Any], conn: Connection) -> None:
     msg = await stop
     if msg[0] == "reset":  # the publisher starts now: forget warm-up deliveries
         h.reset()
-        count = 0
+        count = frames = 0
         stop = loop.create_future()
         msg = await stop
-    started_ms = started_ms  # noqa: PLW0127 (kept for clarity)
     dropped = sum(1 for ws in sockets if ws.close_code is not None)
     for ws in sockets:
         ws.transport.abort() if ws.transport else None
     for t in tasks:
         t.cancel()
-    conn.send(("done", count, hist.encode(h), dropped))
+    conn.send(("done", count, hist.encode(h), dropped, frames))
 
 
 def generator_main(spec: dict[str, Any], conn: Connection) -> None:

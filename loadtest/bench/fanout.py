@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,12 +278,13 @@ async def bench_peer(peer: Peer, opts: BenchOptions, log: Any) -> dict[str, Any]
         window = time.time() - started
         for conn in conns:
             conn.send(("stop",))
-        received = 0
+        received = frames = 0
         parts = []
         dropped = 0
         for conn in conns:
-            _, count, encoded, gone = await _recv(conn, 60)
+            _, count, encoded, gone, framed = await _recv(conn, 60)
             received += count
+            frames += framed
             parts.append(encoded)
             dropped += gone
         drain.cancel()
@@ -300,6 +301,10 @@ async def bench_peer(peer: Peer, opts: BenchOptions, log: Any) -> dict[str, Any]
             "mem_per_conn_kb": round((rss_after - rss_before) / max(connected, 1), 1),
             "server_rss_mb": round(rss_after / 1024, 1),
             "server_cpu_pct": round(100 * cpu_used / window, 1),
+            # Frames that carried messages (a liveserver batch carries a tick's worth).
+            "frames": frames,
+            "cpu_us_per_frame": round(1e6 * cpu_used / frames, 2) if frames else 0.0,
+            "cpu_us_per_delivery": round(1e6 * cpu_used / received, 2) if received else 0.0,
             "dropped_connections": dropped,
         }
     finally:
@@ -338,18 +343,21 @@ def markdown(results: list[dict[str, Any]], opts: BenchOptions, command: str) ->
         f"{'a 3-master Redis Cluster' if opts.redis == 'cluster' else 'one Redis'}, "
         f"{opts.rate:g} msgs/s of {opts.size} bytes for {opts.seconds:g} s, {opts.generators} client process(es).",
         "",
-        "| peer | viewers | delivered | deliveries/s | ratio | p50 ms | ratio | p99 ms | ratio | mem/conn KiB | ratio | server CPU % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| peer | viewers | delivered | deliveries/s | ratio | p50 ms | ratio | p99 ms | ratio | mem/conn KiB | ratio "
+        "| server CPU % | frames/s | CPU µs/frame | ratio | CPU µs/delivery | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['peer']} | not run: {r['error']} |  |  |  |  |  |  |  |  |  |  |")
+            lines.append(f"| {r['peer']} | not run: {r['error']} |" + "  |" * 15)
             continue
         b = base or r
         lines.append(
             f"| {r['peer']} | {r['viewers']} | {r['delivered_pct']}% | {r['deliveries_per_s']:,} | {ratio(r['deliveries_per_s'], b['deliveries_per_s'])} "
             f"| {r['p50_ms']:.1f} | {ratio(r['p50_ms'], b['p50_ms'])} | {r['p99_ms']:.1f} | {ratio(r['p99_ms'], b['p99_ms'])} "
-            f"| {r['mem_per_conn_kb']:.1f} | {ratio(r['mem_per_conn_kb'], b['mem_per_conn_kb'])} | {r['server_cpu_pct']} |"
+            f"| {r['mem_per_conn_kb']:.1f} | {ratio(r['mem_per_conn_kb'], b['mem_per_conn_kb'])} | {r['server_cpu_pct']} "
+            f"| {r['frames'] / opts.seconds:,.0f} | {r['cpu_us_per_frame']:.2f} | {ratio(r['cpu_us_per_frame'], b['cpu_us_per_frame'])} "
+            f"| {r['cpu_us_per_delivery']:.2f} | {ratio(r['cpu_us_per_delivery'], b['cpu_us_per_delivery'])} |"
         )
     return "\n".join(lines)
 
