@@ -196,3 +196,34 @@ async def test_node_killed_mid_sale_retries_on_the_other_node(start_node: Callab
     # Never two units: one unit per buyer, whatever was retried where.
     assert audit["buyers"] == len(users) and audit["reserved"] == len(users)
     print(f"node kill: {unanswered} buyers had no answer from the killed node and retried on the other")
+
+
+@pytest.mark.timeout(90)
+async def test_likes_given_while_redis_is_cut_are_counted_after(proxy: FaultProxy, start_node: Callable[..., Node],
+                                                                room_name: str) -> None:
+    """A node counts likes in memory and adds them to the room's total once per tick; a
+    tick whose Redis call fails must keep its likes for the next one, not drop them."""
+    node = start_node(redis_url=proxy.url, LIVESERVER_OP_RATE="1000")
+    create_room(node, room_name)
+    fan = await Client.connect(node, room_name, user="fan")
+    assert (await fan.request("like", n=5))["ok"]
+    await fan.wait_state(lambda s: s.get("likes") == 5)
+
+    proxy.cut()
+    await wait_until(lambda: _is(readyz(node), 503), timeout=5, interval=0.1, what="/readyz 503 during the cut")
+    given = 0
+    for _ in range(4):  # several ticks' worth, each tick's counter call failing
+        if fan.closed.done():
+            break
+        reply = await fan.request("like", timeout=5, n=7)
+        assert reply["ok"], reply
+        given += 7
+        await asyncio.sleep(0.15)
+    assert given, "the viewer could not like during the cut"
+    proxy.heal()
+    await wait_until(lambda: _is(readyz(node), 200), timeout=15, interval=0.1, what="/readyz back after the cut")
+
+    watcher = await Client.connect(node, room_name, user="watcher")
+    await watcher.wait_state(lambda s: s.get("likes") == 5 + given, timeout=10)
+    await watcher.close()
+    await fan.close()

@@ -274,9 +274,10 @@ class RoomHub:
 
     async def _refresh_counters(self, rooms: list[LocalRoom]) -> None:
         calls = []
+        deltas = []
         for room in rooms:
             delta, room.likes_delta = room.likes_delta, 0
-            room.stats_likes += delta
+            deltas.append(delta)
             calls.append(self.engine.report_counters(room.name, self.node_id, delta, len(room.viewers), self.settings.node_ttl_ms))
         # Live data: one stats_tick per room and second (the joins, leaves and likes of the
         # last ten ticks; also the heartbeat), started in this same loop turn so it rides in
@@ -286,11 +287,19 @@ class RoomHub:
             if not room.stats_busy and room.stats_idle * self.settings.tick_ms >= 1000:
                 self._spawn(self._stats_send(room))
         timeout = max(1.0, self.settings.tick_ms / 1000 * 5)
-        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout)
-        for room, result in zip(rooms, results):
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout)
+        except asyncio.TimeoutError as exc:
+            results = [exc] * len(rooms)
+        for room, delta, result in zip(rooms, deltas, results):
             if isinstance(result, BaseException):
-                log.warning("tick counters for %s failed: %s", room.name, result)
+                # Kept for the next tick: a like given during a Redis outage is not lost. (A
+                # call that timed out after Redis ran it would count twice; a cut or a
+                # refused connection, the usual outage, never ran it.)
+                room.likes_delta += delta
+                log.warning("tick counters for %s failed (likes kept for the next tick): %s", room.name, result)
                 continue
+            room.stats_likes += delta
             room.state["likes"], room.state["online"] = result
 
     def _redis_ms(self) -> int:
