@@ -3,6 +3,7 @@ real Cluster that no command the layout builds crosses slots."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from harness import RedisClusterServers
@@ -53,3 +54,42 @@ def test_keys_of_one_script_share_a_slot(redis_cluster: RedisClusterServers) -> 
     # and the global buckets really land on different slots (and shards)
     assert len({slot(k) for k in Layout.for_cluster().rooms_indexes()}) == CLUSTER_BUCKETS
     assert isinstance(redis_cluster.client(), redis.RedisCluster)
+
+
+async def test_cluster_transactions_run_in_the_callers_loop(redis_cluster: RedisClusterServers,
+                                                            monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """redis-py 8's asyncio ClusterPipeline(transaction=True) runs each queued command in a
+    new thread with its own event loop (and re-reads the slot map there, poisoning the
+    client's locks for the real loop). Ours queues with redis-py's command methods and
+    sends MULTI/EXEC on the slot's primary from the caller's loop, with the usual replies."""
+    import threading
+
+    from redis.asyncio import RedisCluster
+
+    from liveserver.engine.transaction import transaction
+
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: (started.append(self), real_start(self))[1])
+    client = RedisCluster.from_url(redis_cluster.url.replace("redis+cluster", "redis"), decode_responses=True)
+    try:
+        key = "lc:{txtest}:h"
+        tx = transaction(client)
+        tx.delete(key, "lc:{txtest}:z")
+        tx.hset(key, mapping={"a": "1", "b": "2"})
+        tx.hsetnx(key, "a", "9")
+        tx.zadd("lc:{txtest}:z", {"m": 5}, nx=True)
+        tx.zadd("lc:{txtest}:z", {"m": 2}, incr=True)
+        tx.hgetall(key)
+        deleted, added, set_nx, zadded, score, everything = await tx.execute()
+        assert (added, set_nx, zadded, score) == (2, False, 1, 7.0)
+        assert everything == {"a": "1", "b": "2"}
+        assert started == []  # no thread, no second event loop
+        # A command that fails inside EXEC is raised (as redis-py's pipeline does).
+        bad = transaction(client)
+        bad.hincrby(key, "a", 1)
+        bad.zadd(key, {"x": 1})  # WRONGTYPE: the key is a hash
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await bad.execute()
+    finally:
+        await client.aclose()

@@ -17,6 +17,7 @@ from liveserver.engine.commerce_keys import (
     SHOP_MERCHANTS, CommerceKeys, JobKeys, MerchantKeys, room_of, user_merchants, user_rooms,
 )
 from liveserver.engine.engine import RoomEngine, decode_entry
+from liveserver.engine.transaction import transaction
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -57,7 +58,7 @@ class CommerceStore:
             if sweep_room is not None:
                 first.sadd(JobKeys.of_room(layout, sweep_room).sweep_rooms, sweep_room)
             await first.execute()
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.hset(key, mapping={k: str(v) for k, v in obj.items()})
         pipe.zadd(index, {obj["id"]: obj["created_ms"]})
         if not layout.cluster:
@@ -315,7 +316,7 @@ class CommerceStore:
     async def add_watch(self, room: str, user: str, ms: int) -> None:
         """A connection ended: its time counts as watched, and the user has been in the room."""
         keys = CommerceKeys(room)
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.hincrby(keys.watch(), user, ms)
         pipe.sadd(keys.seen(), user)
         await pipe.execute()
@@ -323,7 +324,7 @@ class CommerceStore:
     # -- invites ----------------------------------------------------------------------------
     async def set_invite(self, room: str, fields: dict[str, Any]) -> None:
         key = CommerceKeys(room).invite()
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.delete(key)
         pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
         await pipe.execute()

@@ -18,6 +18,7 @@ from liveserver.engine.keys import Layout, RoomKeys
 from liveserver.engine.report_store import ReportStore
 from liveserver.engine.scripts import ScriptRunner
 from liveserver.engine.webhook_store import WebhookStore
+from liveserver.engine.transaction import transaction
 
 Event = dict[str, Any]
 
@@ -120,7 +121,7 @@ class RoomEngine:
         index = self.layout.rooms_index(room)
         if self.layout.cluster:  # another slot: listed first, then the room's own MULTI
             await self.redis.sadd(index, room)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = transaction(self.redis)
         pipe.hget(keys.meta, "status")
         pipe.hsetnx(keys.meta, "epoch", new_epoch())
         pipe.hsetnx(keys.meta, "created_ms", str(int(time.time() * 1000)))
@@ -136,7 +137,7 @@ class RoomEngine:
     async def reserve(self, room: str, user: str, on: bool = True) -> int:
         """Reserve (or cancel) `user`'s reminder for `room`; returns the reservation count."""
         key = RoomKeys(room).sub("reservations")
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = transaction(self.redis)
         pipe.sadd(key, user) if on else pipe.srem(key, user)
         pipe.scard(key)
         return int((await pipe.execute())[1])
@@ -281,7 +282,7 @@ class RoomEngine:
     # -- products ------------------------------------------------------------------
     async def set_products(self, room: str, products: list[dict[str, Any]]) -> None:
         key = RoomKeys(room).products
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = transaction(self.redis)
         pipe.delete(key)
         if products:
             pipe.hset(key, mapping={p["id"]: _dumps(p) for p in products})

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from liveserver.engine.keys import RoomKeys
+from liveserver.engine.transaction import transaction
 
 RECORDINGS_KEPT = 200
 
@@ -87,7 +88,7 @@ class MediaStore:
     # -- recordings ----------------------------------------------------------------
     async def add_recording(self, room: str, recording: dict[str, Any]) -> None:
         key = media_key(room, "recs")
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = transaction(self.redis)
         pipe.lpush(key, json.dumps(recording, separators=(",", ":")))
         pipe.ltrim(key, 0, RECORDINGS_KEPT - 1)
         await pipe.execute()

@@ -27,6 +27,7 @@ from liveserver.engine.commerce_keys import JobKeys
 from liveserver.engine.keys import Layout
 from liveserver.engine.keys import RoomKeys
 from liveserver.engine.scripts import ScriptRunner
+from liveserver.engine.transaction import transaction
 
 HOOKS = "lc:{wh}:hooks"
 EVENTS = "lc:{wh}:ev"
@@ -101,7 +102,7 @@ class WebhookStore:
 
     async def fan_out(self, entry_id: str, deliveries: dict[str, str], now_ms: int) -> None:
         """Schedule the deliveries of one event and acknowledge it, atomically (one slot)."""
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         for delivery_id, data in deliveries.items():
             pipe.hsetnx(DATA, delivery_id, data)
             pipe.zadd(DUE, {delivery_id: now_ms}, nx=True)
@@ -117,13 +118,13 @@ class WebhookStore:
         return now, [(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
 
     async def delivered(self, delivery_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.zrem(DUE, delivery_id)
         pipe.hdel(DATA, delivery_id)
         await pipe.execute()
 
     async def retry_at(self, delivery_id: str, data: str, due_ms: int) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.hset(DATA, delivery_id, data)
         pipe.zadd(DUE, {delivery_id: due_ms})
         await pipe.execute()
@@ -134,14 +135,14 @@ class WebhookStore:
             await self._redis.zadd(DUE, {d: due_ms for d in delivery_ids})
 
     async def dead(self, delivery_id: str, data: str, now_ms: int) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.hset(DATA, delivery_id, data)
         pipe.zrem(DUE, delivery_id)
         pipe.zadd(DEAD, {delivery_id: now_ms})
         await pipe.execute()
 
     async def drop(self, delivery_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.zrem(DUE, delivery_id)
         pipe.zrem(DEAD, delivery_id)
         pipe.hdel(DATA, delivery_id)
@@ -156,7 +157,7 @@ class WebhookStore:
 
     async def revive(self, delivery_id: str, data: str, now_ms: int) -> bool:
         """Move a dead letter back to the due set; False when it is not dead."""
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = transaction(self._redis)
         pipe.zrem(DEAD, delivery_id)
         pipe.hset(DATA, delivery_id, data)
         pipe.zadd(DUE, {delivery_id: now_ms})

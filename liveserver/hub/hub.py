@@ -25,6 +25,7 @@ from liveserver.core.config import Settings
 from liveserver.core.metrics import Metrics
 from liveserver.core.tasks import cancel_and_wait
 from liveserver.engine.engine import Admission, Event, RoomEngine
+from liveserver.engine.errors import is_unavailable
 from liveserver.engine.streams import stream_reader
 from liveserver.hub.chat import visible
 from liveserver.hub.direct import ws_frame
@@ -258,8 +259,11 @@ class RoomHub:
         for source in self.sources:
             try:
                 await source.refresh(rooms)
-            except Exception:
-                log.exception("state source refresh failed")
+            except Exception as exc:
+                if is_unavailable(exc):  # an outage: one line per tick, not a traceback
+                    log.warning("state source refresh failed: %s", exc)
+                else:
+                    log.exception("state source refresh failed")
         now = time.monotonic()
         for room in rooms:
             room.flushed_since_tick = False
