@@ -15,16 +15,25 @@ from pathlib import Path
 import redis
 
 
+_PICK = random.Random()  # its own generator: a test framework may seed the global one
+_HANDED_OUT: set[int] = set()
+
+
 def free_cluster_port() -> int:
-    """A free TCP port below 45000 whose cluster bus port (+10000) is free too."""
+    """A free TCP port below 45000 whose cluster bus port (+10000) is free too, never one
+    this process handed out before (ports are picked before the nodes start, so a port
+    picked twice would still look free)."""
     for _ in range(200):
-        port = random.randint(20000, 44999)
+        port = _PICK.randint(20000, 44999)
+        if {port, port + 10000, port - 10000} & _HANDED_OUT:
+            continue
         try:
             for p in (port, port + 10000):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", p))
         except OSError:
             continue
+        _HANDED_OUT.add(port)
         return port
     raise RuntimeError("no free port pair for a cluster node")
 
