@@ -268,3 +268,38 @@ async def test_group_completed_and_failed_sent_once(start_node: Callable[..., No
     assert rx.all_signed(SECRET)
     # one request each (no duplicate deliveries from the retried join or the racing sweepers)
     assert sorted(h.headers["liveserver-event-id"] for h in rx.hits) == sorted([f"{full}.completed", f"{lonely}.failed"])
+
+
+async def test_group_failed_survives_a_node_that_died_before_emitting(start_node: Callable[..., Node], room_name: str,
+                                                                      receivers: Callable[..., Receiver],
+                                                                      redis_server: RedisServer) -> None:
+    """A sweeper that fails a team and dies before its direct emit: `group_close.lua` wrote
+    the team's `group_failed` orders-stream entry in the same step, and the orders relay
+    emits `group.failed` from it (once: same event id as the direct emit)."""
+    from liveserver.core.config import Settings
+    from liveserver.engine.commerce_store import CommerceStore
+    from liveserver.engine.connect import connect
+
+    node = start_node(LIVESERVER_SCHEDULER="0", **FAST)  # the relay runs; no sweeper of its own
+    rx = receivers()
+    create_room(node, room_name, [{"id": "tea", "title": "Tea", "price": 1200}])
+    assert subscribe(node, rx.url, room_name, ["group.failed"]).status_code == 201
+    r = httpx.post(f"{node.http}/api/v1/rooms/{room_name}/groups", headers=admin_headers(), timeout=10,
+                   json={"product_id": "tea", "price": 900, "size": 2, "stock": 10, "team_window_s": 1, "duration_s": 600})
+    assert r.status_code == 201, r.text
+    group = r.json()["group"]["id"]
+    cy = await Client.connect(node, room_name, user="cy", name="Cy")
+    lonely = (await cy.request("group_join", group=group, key="c"))["data"]["team"]
+    await cy.close()
+
+    # "The sweeper": only the script, as a node would run it, and no emit after it.
+    engine = await connect(redis_server.url, Settings.from_env())
+    try:
+        store = CommerceStore(engine, 900)
+        await wait_until(lambda: store.close_team(room_name, group, lonely), timeout=15, interval=0.2,
+                         what="the team's window to end (close_team True)")
+    finally:
+        await engine.close()
+    await wait_until(lambda: f"{lonely}.failed" in rx.ok_events(), timeout=20, what="group.failed from the relay")
+    assert [m["user"] for m in rx.ok_events()[f"{lonely}.failed"]["data"]["members"]] == ["cy"]
+    assert [h.headers["liveserver-event-id"] for h in rx.hits] == [f"{lonely}.failed"]

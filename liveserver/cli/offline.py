@@ -89,7 +89,7 @@ def worker(args: argparse.Namespace) -> int:
         scheduler = commerce.scheduler()
         scheduler.actions[REMINDER_JOB] = reminder_action(engine)
         scheduler.start()
-        webhooks = WebhookWorker(engine.webhooks, settings)
+        webhooks = WebhookWorker(engine.webhooks, settings, entry_handlers=commerce.order_entry_handlers())
         webhooks.start()
         archiver = Archiver(engine.reports)
         archiver.start()

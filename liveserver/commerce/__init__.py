@@ -19,7 +19,7 @@ from liveserver.commerce.sales import Sales
 from liveserver.commerce.scheduler import Scheduler
 from liveserver.commerce.shop import ShopCoupons
 from liveserver.commerce.state import CommerceState
-from liveserver.core.ops import DanmakuListener, LeaveListener, OpHandler
+from liveserver.core.ops import DanmakuListener, LeaveListener, OpHandler, OrderEntryHandler
 from liveserver.engine.commerce_store import CommerceStore
 from liveserver.engine.engine import RoomEngine
 
@@ -52,6 +52,12 @@ class Commerce:
 
     def leave_listeners(self) -> list[LeaveListener]:
         return [listener for kind in self.kinds if (listener := kind.leave_listener()) is not None]
+
+    def order_entry_handlers(self) -> dict[str, OrderEntryHandler]:
+        handlers: dict[str, OrderEntryHandler] = {}
+        for kind in self.kinds:
+            handlers.update(kind.order_entry_handlers())
+        return handlers
 
     def jobs(self) -> dict[str, JobAction]:
         actions: dict[str, JobAction] = {}

@@ -16,7 +16,7 @@ from liveserver.commerce.kind import CommerceKind, JobAction, Objects
 from liveserver.commerce.sales import DURATION, PRICE
 from liveserver.core.errors import OpError
 from liveserver.core.http_api import API, ID, Call, obj, require_room
-from liveserver.core.ops import OpContext, OpHandler
+from liveserver.core.ops import OpContext, OpHandler, OrderEntryHandler
 from liveserver.engine.commerce_keys import CommerceKeys
 from liveserver.engine.commerce_store import Read
 from liveserver.webhooks.events import emit
@@ -182,6 +182,20 @@ class Groups(CommerceKind):
                 "price": group.get("price"), "size": team.get("size", group.get("size")),
                 "deadline_ms": team.get("deadline_ms"), "members": team.get("members", [])}
         await emit(self.store.rooms.webhooks, f"group.{outcome}", room, data, f"{team_id}.{outcome}")
+
+    def order_entry_handlers(self) -> dict[str, OrderEntryHandler]:
+        """The durable path of `group.completed` / `group.failed`: the scripts that confirm or
+        fail a team write one orders-stream entry per member in the same step, and the relay
+        emits the team's event from it before acknowledging. The direct emits (in `join`,
+        `sweep`) only make it prompt; the event id makes both one event."""
+
+        async def confirmed(room: str, fields: dict[str, str]) -> None:
+            await self.team_webhook(room, fields.get("group", ""), fields.get("team", ""), "completed")
+
+        async def failed(room: str, fields: dict[str, str]) -> None:
+            await self.team_webhook(room, fields.get("group", ""), fields.get("team", ""), "failed")
+
+        return {"group_confirmed": confirmed, "group_failed": failed}
 
     async def sweep(self) -> int:
         """Fail teams whose window ended unfilled; returns how many this call failed."""

@@ -15,7 +15,7 @@ from protocol import ErrorCode
 
 from liveserver.commerce.common import ints
 from liveserver.core.errors import OpError
-from liveserver.core.ops import DanmakuListener, LeaveListener, OpHandler
+from liveserver.core.ops import DanmakuListener, LeaveListener, OpHandler, OrderEntryHandler
 from liveserver.engine.commerce_keys import CommerceKeys, room_of
 from liveserver.engine.commerce_store import CommerceStore, Read
 from liveserver.engine.engine import Event, LoadSpec
@@ -114,3 +114,7 @@ class CommerceKind:
 
     def leave_listener(self) -> LeaveListener | None:
         return None
+
+    def order_entry_handlers(self) -> dict[str, OrderEntryHandler]:
+        """Orders-stream entry type -> what the webhook relay does with it (see core/ops.py)."""
+        return {}

@@ -35,3 +35,10 @@ DanmakuListener = Callable[[OpContext, str], Awaitable[dict[str, Any]]]
 
 # Called once when a viewer's connection ends (e.g. to add its watch time).
 LeaveListener = Callable[[OpContext], Awaitable[None]]
+
+
+# An entry of a room's orders stream (`lc:{room}:orders`) of a type a commerce kind owns
+# (e.g. `group_failed`), handed over by the webhook orders relay: (room, entry fields).
+# It runs before the entry is acknowledged, so an event derived from it survives a crash.
+OrderEntryHandler = Callable[[str, dict[str, str]], Awaitable[None]]
+

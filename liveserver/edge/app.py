@@ -149,7 +149,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             hub.start()
             if scheduler is not None:
                 scheduler.start()
-            webhooks = WebhookWorker(engine.webhooks, settings) if settings.webhooks else None
+            webhooks = (WebhookWorker(engine.webhooks, settings, entry_handlers=commerce.order_entry_handlers())
+                        if settings.webhooks else None)
             if webhooks is not None:
                 webhooks.start()
             archiver = Archiver(engine.reports) if settings.archive else None

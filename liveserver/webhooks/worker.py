@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from liveserver.core.config import Settings
+from liveserver.core.ops import OrderEntryHandler
 from liveserver.core.tasks import cancel_and_wait
 from liveserver.engine.webhook_store import WebhookStore
 from liveserver.webhooks import signing, urls
@@ -59,9 +60,11 @@ def backoff_ms(attempts: int, base_ms: int, cap_ms: int, rng: random.Random = ra
 
 
 class WebhookWorker:
-    def __init__(self, store: WebhookStore, settings: Settings, name: str | None = None) -> None:
+    def __init__(self, store: WebhookStore, settings: Settings, name: str | None = None,
+                 entry_handlers: dict[str, OrderEntryHandler] | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.entry_handlers = entry_handlers or {}  # other orders-stream entries (group_failed, ...)
         self.name = name or "w-" + secrets.token_hex(4)
         self._tasks: list[asyncio.Task[None]] = []
         self._attempts: set[asyncio.Task[None]] = set()
@@ -119,6 +122,8 @@ class WebhookWorker:
                     data = {}
                 await emit(self.store, "order." + kind, room, data, f"{room}.orders.{entry_id}",
                            int(fields.get("ts") or 0))
+            elif kind in self.entry_handlers:
+                await self.entry_handlers[kind](room, fields)
             acks.setdefault(room, []).append(entry_id)
         for room, ids in acks.items():
             await self.store.ack_orders(room, ids)
