@@ -129,6 +129,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     peers = args.peers.split(",") if args.peers else None
     out = Path(args.out) if args.out else None
+    if args.kind == "joins":
+        from .bench.joins import JoinsOptions, run_joins
+
+        viewers = args.viewers if args.viewers is not None else 5000
+        return run_joins(JoinsOptions(viewers=viewers, concurrency=args.concurrency, generators=args.generators or 2,
+                                      notices=args.notices, outage_notices=args.outage_notices,
+                                      after_notices=args.after_notices, signal=args.restart_signal,
+                                      baseline=not args.no_baseline, pin=not args.no_pin, out=out))
+    if args.viewers is None:
+        args.viewers = 1000
+    if args.generators is None:
+        args.generators = 1
     if args.kind in ("capacity", "idle"):
         from .bench.capacity import CapacityOptions, run_capacity
 
@@ -189,14 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="peer benchmarks")
-    b.add_argument("kind", choices=["fanout", "capacity", "idle"],
-                   help="fanout: one publisher, fixed viewers; capacity: ramp viewers under a storm; idle: memory per idle viewer")
-    b.add_argument("--viewers", type=int, default=1000, help="fanout: viewers; idle: idle viewers")
+    b.add_argument("kind", choices=["fanout", "capacity", "idle", "joins"],
+                   help="fanout: one publisher, fixed viewers; capacity: ramp viewers under a storm; idle: memory per idle viewer; "
+                        "joins: a join storm on one node, then resume after a node restart")
+    b.add_argument("--viewers", type=int, default=None, help="fanout: viewers (1000); idle: idle viewers (1000); joins: viewers (5000)")
     b.add_argument("--rate", type=float, default=20, help="published messages per second")
     b.add_argument("--seconds", type=float, default=20)
     b.add_argument("--size", type=int, default=100, help="message payload bytes")
     b.add_argument("--servers", type=int, help="server processes per peer (sharing one Redis); default 2 (fanout), 1 (capacity, idle)")
-    b.add_argument("--generators", type=int, default=1, help="client generator processes")
+    b.add_argument("--generators", type=int, default=None, help="client generator processes (default 1; joins: 2)")
     b.add_argument("--peers", help="comma list (default: all): liveserver,websockets,socketio-node,python-socketio,channels")
     b.add_argument("--install-peers", action="store_true", help="npm/pip install the peer servers' dependencies first")
     b.add_argument("--out", help="write results JSON + markdown table here")
@@ -213,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--p99-limit", type=float, default=250, help="capacity: a stage fails above this p99 (ms)")
     b.add_argument("--delivery-floor", type=float, default=99.9, help="capacity: a stage fails under this delivery (%%)")
     b.add_argument("--no-pin", action="store_true", help="capacity/idle: do not pin servers and clients to separate cores")
+    b.add_argument("--concurrency", type=int, default=500, help="joins: connects in flight during the storm, over all generators")
+    b.add_argument("--notices", type=int, default=3, help="joins: notices the viewers see before the restart")
+    b.add_argument("--outage-notices", type=int, default=2, help="joins: notices appended while the node is down")
+    b.add_argument("--after-notices", type=int, default=2, help="joins: notices after the restart")
+    b.add_argument("--restart-signal", choices=["kill", "term"], default="kill",
+                   help="joins: stop the node with SIGKILL (a crash, default) or SIGTERM (graceful, close 1012)")
+    b.add_argument("--no-baseline", action="store_true", help="joins: skip the bare websockets baseline")
     b.add_argument("--redis", choices=["single", "cluster"], default="single",
                    help="one private Redis, or a private 3-master Redis Cluster (liveserver peers only)")
     b.set_defaults(func=cmd_bench)

@@ -73,6 +73,9 @@ class Admission:
     BANNED = "banned"
 
 
+_ADMISSION = {0: Admission.NO_ROOM, 1: Admission.OK, 2: Admission.BANNED}  # admit.lua's reply
+
+
 def _pairs(flat: list[Any]) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
@@ -162,16 +165,13 @@ class RoomEngine:
         return bool(await self.redis.hexists(RoomKeys(room).meta, "epoch"))
 
     async def admit(self, room: str, user: str | None) -> str:
-        """May `user` (None: a guest) join `room`? One round trip: Admission.OK / NO_ROOM / BANNED."""
+        """May `user` (None: a guest) join `room`? Admission.OK / NO_ROOM / BANNED.
+
+        One script call through the auto-pipelining runner: the admissions of a join storm
+        share round trips (a pipeline per join cost ~200 us of node CPU each)."""
         keys = RoomKeys(room)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hexists(keys.meta, "epoch")
-        if user is not None:
-            pipe.sismember(keys.bans, user)
-        found = await pipe.execute()
-        if not found[0]:
-            return Admission.NO_ROOM
-        return Admission.BANNED if user is not None and found[1] else Admission.OK
+        found = await self.scripts.run("admit", [keys.meta, keys.bans], [user or ""])
+        return _ADMISSION[int(found)]
 
     async def open_room(self, room: str, node_ttl_ms: int, reads: Sequence[LoadSpec | KeyRead]) -> RoomSnapshot:
         """Everything a node needs to open a room, whatever the number of objects: one round trip."""

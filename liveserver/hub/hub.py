@@ -47,6 +47,7 @@ class RoomHub:
         self.rooms: dict[str, LocalRoom] = {}
         self.sources: list[StateSource] = []
         self._opening: dict[str, asyncio.Future[LocalRoom]] = {}
+        self._missed_reads: dict[tuple[str, str, str], asyncio.Future[Any]] = {}  # resumes' gap reads in flight
         self._reader = stream_reader(engine, redis_url, self._on_events)
         self._tick_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
@@ -132,7 +133,7 @@ class RoomHub:
             return [], True
         if since_key > offset_key(upto):
             return [], False
-        first, trimmed, events = await self.engine.missed(room.name, since, upto, REPLAY_LIMIT + 1)
+        first, trimmed, events = await self._read_missed(room.name, since, upto)
         # Trimming removes the oldest entries only, so if `since` is at or after the first
         # entry still kept, every event after it is still there.
         if first is None or offset_key(first) > since_key:
@@ -143,6 +144,19 @@ class RoomHub:
         if len(events) > REPLAY_LIMIT:
             return [], False
         return events, True
+
+    def _read_missed(self, room: str, since: str, upto: str) -> "asyncio.Future[tuple[str | None, bool, list[Event]]]":
+        """The gap read for a resume, shared by every resume of the same room, `since` and
+        `upto` in flight at once: after a node restart thousands of viewers come back with
+        the same `since`, and one read serves them all (the events are only read after)."""
+        key = (room, since, upto)
+        read = self._missed_reads.get(key)
+        if read is None:
+            read = asyncio.ensure_future(self.engine.missed(room, since, upto, REPLAY_LIMIT + 1))
+            self._missed_reads[key] = read
+            # Dropped once done; the error is retrieved here too, in case every resume left.
+            read.add_done_callback(lambda f: (self._missed_reads.pop(key, None), f.cancelled() or f.exception()))
+        return asyncio.shield(read)
 
     def leave(self, viewer: Viewer) -> None:
         room = viewer.room
