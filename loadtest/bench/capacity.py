@@ -67,12 +67,19 @@ class CapacityOptions:
 
 
 # -- cores -----------------------------------------------------------------------------------
+_ALL_CPUS: list[int] = []
+
+
 def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     """(server cores, client cores), or (None, None) when not pinning."""
+    global _ALL_CPUS
     try:
-        cpus = sorted(os.sched_getaffinity(0))
+        # Read once: after the first peer this process is pinned to the client cores, and
+        # reading the affinity again would find one core and pin nothing for the next peer.
+        _ALL_CPUS = _ALL_CPUS or sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return None, None
+    cpus = _ALL_CPUS
     if not pin or len(cpus) < 2:
         return None, None
     half = len(cpus) // 2
