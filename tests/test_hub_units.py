@@ -78,6 +78,27 @@ def test_state_change_alone_sends_a_batch_with_only_the_change() -> None:
     assert plan_flush(room, [], 20).frame is None  # sent: nothing changed since
 
 
+def test_counters_alone_go_out_at_most_once_per_interval_but_ride_along_any_batch() -> None:
+    room = room_with()
+    room.state["online"] = 7
+    assert plan_flush(room, [], 20, now=10.0, counters_every_s=1.0).frame["state"] == {"online": 7}
+    room.state["online"] = 2  # a join storm: the count changes every tick
+    assert plan_flush(room, [], 20, now=10.1, counters_every_s=1.0).frame is None
+    room.state["likes"] = 5
+    assert plan_flush(room, [], 20, now=10.9, counters_every_s=1.0).frame is None
+    # An event goes out at once, and carries the counters as they are now.
+    room.pending.append(ev(1))
+    plan = plan_flush(room, [], 20, now=10.95, counters_every_s=1.0)
+    assert plan.frame["state"] == {"online": 2, "likes": 5} and len(plan.frame["events"]) == 1
+    room.state["online"] = 3
+    assert plan_flush(room, [], 20, now=11.5, counters_every_s=1.0).frame is None
+    assert plan_flush(room, [], 20, now=11.96, counters_every_s=1.0).frame["state"] == {"online": 3}
+    # Any other state change is not held back.
+    room.state["card"] = {"id": "mug"}
+    room.state["online"] = 4
+    assert plan_flush(room, [], 20, now=12.0, counters_every_s=1.0).frame["state"] == {"card": {"id": "mug"}, "online": 4}
+
+
 def test_events_chain_from_the_last_flush_and_reach_every_source() -> None:
     source = Recorder()
     room = room_with(ev(1), ev(2, "ban", user="bad"), ev(3))

@@ -72,6 +72,7 @@ class Settings:
     webhook_max_inflight: int = 256
     webhook_per_hook_inflight: int = 8
     flush_coalesce_ms: int = 2  # a quiet room's event goes out this long after it arrives
+    counters_ms: int = 1000  # a batch with only likes/online changes goes out at most this often
     adaptive_flush: bool = True  # False: every batch waits for the tick (as before)
     lean_ws: bool = True  # serve websockets with edge/lean.py's leaner per-connection state
 
@@ -121,6 +122,7 @@ class Settings:
             webhook_max_inflight=_int("LIVESERVER_WEBHOOK_MAX_INFLIGHT", 256, 1),
             webhook_per_hook_inflight=_int("LIVESERVER_WEBHOOK_PER_HOOK_INFLIGHT", 8, 1),
             flush_coalesce_ms=_int("LIVESERVER_FLUSH_COALESCE_MS", 2, 0),
+            counters_ms=_int("LIVESERVER_COUNTERS_MS", 1000, 0),
             adaptive_flush=_bool("LIVESERVER_ADAPTIVE_FLUSH", True),
             lean_ws=_bool("LIVESERVER_LEAN_WS", True),
         )

@@ -19,9 +19,16 @@ class Flush:
     dropped: int = 0  # danmaku cut by the storm cap this tick
 
 
-def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int) -> Flush:
+# Counters change nearly every tick in a busy room (a join, a leave, a like). Alone they go
+# out at most once per `counters_every_s`; any batch sent for another reason carries them.
+COUNTERS = frozenset({"likes", "online", "danmaku_dropped"})
+
+
+def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int,
+               now: float = 0.0, counters_every_s: float = 0.0) -> Flush:
     """Take the room's pending events, let every state source apply them, cap danmaku,
-    and diff the state: one `batch` frame, or None when nothing changed."""
+    and diff the state: one `batch` frame, or None when nothing changed (or only the
+    counters did, and they went out less than `counters_every_s` ago)."""
     events, room.pending = room.pending, []
     prev = room.flushed
     out = Flush(frame=None)
@@ -36,8 +43,13 @@ def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int
             room.dropped += out.dropped
             room.state["danmaku_dropped"] = room.dropped
     changed = {k: v for k, v in room.state.items() if room.sent_state.get(k) != v}
-    if not events and not changed and room.flushed == prev:
-        return out
+    if not events and room.flushed == prev:
+        if not changed:
+            return out
+        if changed.keys() <= COUNTERS and now - room.counters_sent_at < counters_every_s:
+            return out  # only counters, and they were sent a moment ago: the next batch has them
+    if changed.keys() & COUNTERS:
+        room.counters_sent_at = now
     room.sent_state = copy_state(room.state)
     out.frame = frames.batch(room.flushed, prev, events, changed)
     return out

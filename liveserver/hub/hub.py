@@ -346,7 +346,8 @@ class RoomHub:
             room.stats_busy = False
 
     def _flush(self, room: LocalRoom) -> None:
-        plan = plan_flush(room, self.sources, self.settings.danmaku_per_tick)
+        now = asyncio.get_running_loop().time()
+        plan = plan_flush(room, self.sources, self.settings.danmaku_per_tick, now, self.settings.counters_ms / 1000)
         for user in plan.banned:
             self._kick(room, user)
         if plan.dropped:
@@ -354,7 +355,7 @@ class RoomHub:
         if plan.frame is None:
             return
         room.flushed_since_tick = True
-        room.last_flush_at = asyncio.get_running_loop().time()
+        room.last_flush_at = now
         # Encoded once per codec, and framed for the socket once per codec too.
         encoded: dict[str, tuple[Frame, bytes]] = {}
         sent = 0

@@ -35,6 +35,7 @@ class LocalRoom:
     last_flush_at: float = float("-inf")
     flushed_since_tick: bool = False
     early: Any = None  # asyncio.TimerHandle | None
+    counters_sent_at: float = float("-inf")  # loop time of the last batch carrying counters
 
 
 class StateSource(Protocol):
