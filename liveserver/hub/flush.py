@@ -21,7 +21,7 @@ class Flush:
 
 # Counters change nearly every tick in a busy room (a join, a leave, a like). Alone they go
 # out at most once per `counters_every_s`; any batch sent for another reason carries them.
-COUNTERS = frozenset({"likes", "online", "danmaku_dropped"})
+COUNTERS = frozenset({"likes", "online", "peak_online", "danmaku_dropped"})
 
 
 def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int,
