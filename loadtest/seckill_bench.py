@@ -1,29 +1,55 @@
-"""Seckill benchmark: `buy` attempts/s through liveserver next to raw EVALSHA of the
-same buy.lua against the same Redis, measured in one run (the ratio is the figure).
+"""Seckill benchmark: `buy` through liveserver next to raw EVALSHA of the same buy.lua
+against the same Redis, measured in one run (the ratios are the figures).
 
-    python -m loadtest.seckill_bench --seconds 10 --buyers 200
+    python -m loadtest.seckill_bench --seconds 10 --buyers 200 --concurrency 200
+    python -m loadtest.seckill_bench --mode rush --buyers 20000 --stock 1000
 
-It starts its own private redis-server (unix socket) and one liveserver node on
-127.0.0.1, and stops both at the end. Every attempt succeeds (stock and per-user limit
-are large), so both sides measure the full write path of the script.
+It starts its own private redis-server (unix socket, AOF everysec) and liveserver
+node(s) on 127.0.0.1, and stops them at the end.
+
+`--mode throughput` (default): a sale with a huge stock and per-user limit, so every
+attempt succeeds and runs the whole write path of the script. Three paths one after the
+other: raw EVALSHA pipelined 100 deep on one connection (the ceiling: what Redis takes),
+raw EVALSHA from `--concurrency` redis-py coroutines, and `--buyers` websocket buyers
+through the server, each sending `buy` and awaiting its reply (closed loop).
+
+`--mode rush`: `--buyers` distinct signed-in users (one websocket each: a buy is made by
+the connection's user) are connected first, then each presses buy once at a random moment
+of a `--window-ms` window, on a fresh sale of `--stock` units with a per-user limit of 1.
+Reported: reply latency p50/p99/max, orders (must equal the stock), sold_out replies, audit.
+The baseline is the same arrival pattern of distinct users sent straight to Redis on one
+bare connection pipelining whatever has arrived (what Redis alone does with the rush).
+
+The buyers run in `--generators` separate processes with a lean websocket client (raw
+frames on asyncio; `--client websockets` uses the websockets library instead), so the
+server gets what CPU the box has and the ratio measures the server, not the client. CPU
+seconds of every process (client(s), node(s), redis) are measured per path and printed.
+The node runs with its webhook relay off (`LIVESERVER_WEBHOOKS=0`; `--webhooks` keeps it
+on): the relay turns every order into a webhook event at most ~1,000/s, so the orders of
+the baselines would otherwise be relayed during the server's turn and tax only that path.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import math
+import multiprocessing as mp
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
-import websockets
 from hdrh.histogram import HdrHistogram
 from redis.asyncio import Redis
 
@@ -31,9 +57,12 @@ from liveserver.core.auth import mint
 from liveserver.engine.commerce_keys import CommerceKeys
 from liveserver.engine.embedded import redis_binary
 from liveserver.engine.scripts import LuaScript
-from protocol.codec import JSON
 
 SECRET = "seckill-bench-secret-0123456789abcdef"
+# A process may hold 20,000 files on the reference box (hard limit): a node keeps this
+# many viewers at most, the rest of its budget is Redis connections, the listener, logs.
+SOCKETS_PER_NODE = 19_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -42,17 +71,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _hist() -> HdrHistogram:
+    return HdrHistogram(1, 60_000_000, 3)
+
+
 def _percentiles(h: HdrHistogram) -> dict[str, float]:
     return {f"p{q:g}": h.get_value_at_percentile(q) / 1000 for q in (50, 99)} | {"max": h.get_max_value() / 1000}
 
 
-async def _raw(redis_url: str, room: str, sale: str, seconds: float, concurrency: int) -> dict[str, object]:
-    """Baseline: redis-py, `concurrency` coroutines each looping EVALSHA buy.lua."""
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU seconds of the servers (nodes, redis) over one path, as % of one core."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+
+    def __enter__(self) -> "CpuMeter":
+        self.t0 = time.perf_counter()
+        self.start = {name: sum(_cpu_s(p) for p in pids) for name, pids in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        wall = time.perf_counter() - self.t0
+        self.percent = {name: 100 * (sum(_cpu_s(p) for p in pids) - self.start[name]) / wall
+                        for name, pids in self.pids.items()}
+
+
+def _resp(*args: str | int) -> bytes:
+    """One command in RESP (the rush baseline packs by hand, independent of the server's code)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a.encode() if isinstance(a, str) else b"%d" % a
+        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+# -- baselines: raw EVALSHA from this process ----------------------------------------------
+
+async def _raw(redis_url: str, room: str, sale: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """redis-py, `concurrency` coroutines each looping EVALSHA buy.lua."""
     redis = Redis.from_url(redis_url, decode_responses=True, max_connections=concurrency)
     script = LuaScript.load("buy")
     await redis.script_load(script.source)
     keys = CommerceKeys(room).buy_keys(sale)
-    hist = HdrHistogram(1, 60_000_000, 3)
+    hist = _hist()
     count = 0
     stop_at = time.perf_counter() + seconds
 
@@ -67,22 +134,23 @@ async def _raw(redis_url: str, room: str, sale: str, seconds: float, concurrency
             assert json.loads(reply)["ok"], reply
             count += 1
 
-    started = time.perf_counter()
+    cpu0, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - started
+    client_cpu = 100 * (time.process_time() - cpu0) / elapsed
     await redis.aclose()
-    return {"attempts": count, "per_s": count / elapsed, **_percentiles(hist)}
+    return {"attempts": count, "per_s": count / elapsed, "client_cpu": client_cpu, **_percentiles(hist)}
 
 
-async def _raw_pipelined(redis_url: str, room: str, sale: str, seconds: float, depth: int = 100) -> dict[str, object]:
+async def _raw_pipelined(redis_url: str, room: str, sale: str, seconds: float, depth: int = 100) -> dict[str, Any]:
     """Redis's own ceiling for this script: one connection, `depth` EVALSHA per pipeline."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     script = LuaScript.load("buy")
     await redis.script_load(script.source)
     keys = CommerceKeys(room).buy_keys(sale)
-    hist = HdrHistogram(1, 60_000_000, 3)
+    hist = _hist()
     count = 0
-    started = time.perf_counter()
+    cpu0, started = time.process_time(), time.perf_counter()
     stop_at = started + seconds
     while time.perf_counter() < stop_at:
         pipe = redis.pipeline(transaction=False)
@@ -94,109 +162,528 @@ async def _raw_pipelined(redis_url: str, room: str, sale: str, seconds: float, d
         assert all(json.loads(r)["ok"] for r in replies)
         count += depth
     elapsed = time.perf_counter() - started
+    client_cpu = 100 * (time.process_time() - cpu0) / elapsed
     await redis.aclose()
-    return {"attempts": count, "per_s": count / elapsed, **_percentiles(hist)}
+    return {"attempts": count, "per_s": count / elapsed, "client_cpu": client_cpu, **_percentiles(hist)}
 
 
-async def _server(ws_base: str, room: str, sale: str, seconds: float, buyers: int) -> dict[str, object]:
-    """Through the server: `buyers` websocket viewers each looping `buy` and awaiting its reply."""
-    hist = HdrHistogram(1, 60_000_000, 3)
-    count = 0
-    failures = 0
-    stop_at = time.perf_counter() + seconds
+async def _raw_rush(redis_url: str, room: str, sale: str, users: int, window_s: float) -> dict[str, Any]:
+    """The rush straight to Redis: `users` distinct users, each buying once at a random
+    moment of the window; one bare unix-socket connection pipelines whatever has arrived
+    since its last round trip (as liveserver's ScriptRunner does). RESP is packed and parsed
+    by hand: redis-py's ~40 us a call would make this baseline measure the client, not
+    Redis. Latency: arrival -> reply."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    script = LuaScript.load("buy")
+    await redis.script_load(script.source)
+    await redis.aclose()
+    ck = CommerceKeys(room)
+    keys, holds = ck.buy_keys(sale), ck.shop_holds()
+    reader, writer = await asyncio.open_unix_connection(redis_url.split("://", 1)[1].split("?", 1)[0])
+    arrivals = sorted(random.uniform(0, window_s) for _ in range(users))
+    hist = _hist()
+    codes: dict[str, int] = {}
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    i = 0
+    while i < users:
+        now = time.perf_counter() - start
+        if arrivals[i] > now:
+            await asyncio.sleep(arrivals[i] - now)
+            now = time.perf_counter() - start
+        j = i
+        while j < users and arrivals[j] <= now:
+            j += 1
+        writer.write(b"".join(_resp("EVALSHA", script.sha, len(keys) + 2, *keys, ck.claims(f"rush{k}"), holds,
+                                    f"rush{k}", 1, f"k{k}", 900_000, room, sale, 10_000, "", "")
+                              for k in range(i, j)))
+        replies = []
+        for _ in range(j - i):
+            head = await reader.readuntil(b"\r\n")
+            if head[:1] != b"$":
+                raise RuntimeError(f"unexpected reply {head!r}")
+            replies.append((await reader.readexactly(int(head[1:-2]) + 2))[:-2])
+        done = time.perf_counter() - start
+        for k, reply in zip(range(i, j), replies):
+            hist.record_value(max(1, int((done - arrivals[k]) * 1e6)))
+            r = json.loads(reply)
+            code = "ok" if r["ok"] else r["code"]
+            codes[code] = codes.get(code, 0) + 1
+        i = j
+    elapsed = time.perf_counter() - start
+    client_cpu = 100 * (time.process_time() - cpu0) / elapsed
+    writer.close()
+    return {"attempts": users, "per_s": users / elapsed, "client_cpu": client_cpu, "codes": codes,
+            **_percentiles(hist)}
 
-    async def buyer(b: int) -> None:
-        nonlocal count, failures
-        url = f"{ws_base}/ws/rooms/{room}?token={mint(SECRET, f'ws{b}')}"
-        async with websockets.connect(url, subprotocols=[JSON.subprotocol], max_size=None) as ws:
-            i = 0
-            while time.perf_counter() < stop_at:
-                i += 1
-                t0 = time.perf_counter()
-                await ws.send(JSON.encode({"op": "buy", "id": i, "sale": sale, "qty": 1, "key": f"w{b}-{i}"}))
-                while True:  # skip batches until our reply
-                    frame = JSON.decode(await ws.recv())
-                    if frame.get("t") == "reply" and frame.get("re") == i:
-                        break
-                hist.record_value(max(1, int((time.perf_counter() - t0) * 1e6)))
-                if frame["ok"]:
-                    count += 1
-                else:
-                    failures += 1
 
-    started = time.perf_counter()
-    await asyncio.gather(*(buyer(b) for b in range(buyers)))
-    elapsed = time.perf_counter() - started
-    return {"attempts": count, "failures": failures, "per_s": count / elapsed, **_percentiles(hist)}
+# -- buyers through the server: generator processes ---------------------------------------
+
+class LeanWebSocket(asyncio.Protocol):
+    """A minimal websocket client: the handshake, unfragmented text frames out (masked with
+    a zero key: the server unmasks every frame alike whatever the key), frames in (pings
+    answered). Enough for a bench buyer at a fraction of the websockets library's CPU."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.open = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.closed = False
+
+    @classmethod
+    async def connect(cls, host: str, port: int, path: str, subprotocol: str) -> "LeanWebSocket":
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(cls, host, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        proto.transport.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                               f"Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n").encode())
+        await proto.ready
+        return proto
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        err = ConnectionError("websocket closed")
+        for fut in (self.ready, self.waiter):
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.open:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end])
+            del buf[:end + 4]
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.ready.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                return
+            self.open = True
+            self.ready.set_result(None)
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            b0, size, head = buf[pos], buf[pos + 1] & 0x7F, 2
+            if size == 126:
+                if n - pos < 4:
+                    break
+                size, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif size == 127:
+                if n - pos < 10:
+                    break
+                size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if n - pos < head + size:
+                break
+            opcode = b0 & 0x0F
+            if opcode == 1 or opcode == 2:
+                # One buy in flight per connection: its reply is the one reply frame.
+                if buf.startswith(b'{"t":"reply"', pos + head):
+                    waiter = self.waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(bytes(buf[pos + head:pos + head + size]))
+            elif opcode == 9:
+                self._send(0x8A, bytes(buf[pos + head:pos + head + size]))
+            elif opcode == 8:
+                self.transport.close()  # type: ignore[union-attr]
+            pos += head + size
+        del buf[:pos]
+
+    def _send(self, head: int, data: bytes) -> None:
+        n = len(data)
+        if n < 126:
+            frame = bytes((head, 0x80 | n)) + b"\0\0\0\0" + data
+        elif n < 65536:
+            frame = bytes((head, 0x80 | 126)) + n.to_bytes(2, "big") + b"\0\0\0\0" + data
+        else:
+            frame = bytes((head, 0x80 | 127)) + n.to_bytes(8, "big") + b"\0\0\0\0" + data
+        self.transport.write(frame)  # type: ignore[union-attr]
+
+    async def request(self, data: bytes) -> bytes:
+        """Send one text frame and wait for the next reply frame."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        self._send(0x81, data)
+        return await self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self._send(0x88, (1000).to_bytes(2, "big"))
+            self.transport.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.seckill_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--buyers", type=int, default=200, help="websocket buyers through the server")
-    parser.add_argument("--concurrency", type=int, default=200, help="raw EVALSHA coroutines")
-    parser.add_argument("--json", help="also write the result here")
-    args = parser.parse_args(argv)
+class LibWebSocket:
+    """The same interface on the websockets library (what a Python client would use)."""
 
-    tmp = Path(tempfile.mkdtemp(prefix="seckill-"))
-    sock = tmp / "redis.sock"
-    redis_proc = subprocess.Popen([redis_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "",
-                                   "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp)],
-                                  stdout=subprocess.DEVNULL)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESERVER_")}
-    env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_REDIS_URL": f"unix://{sock}?db=0", "LIVESERVER_DEMO": "0",
-                "LIVESERVER_OP_RATE": "100000"})
-    node = None
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, host: str, port: int, path: str, subprotocol: str) -> "LibWebSocket":
+        import websockets
+
+        return cls(await websockets.connect(f"ws://{host}:{port}{path}", subprotocols=[subprotocol], max_size=None))
+
+    async def request(self, data: bytes) -> bytes:
+        await self.ws.send(data.decode())
+        while True:
+            frame = await self.ws.recv()
+            frame = frame.encode() if isinstance(frame, str) else frame
+            if frame.startswith(b'{"t":"reply"'):
+                return frame
+
+    def close(self) -> None:
+        asyncio.ensure_future(self.ws.close())
+
+
+@dataclass
+class GenSpec:
+    mode: str  # throughput | rush
+    client: str
+    ports: list[int]
+    room: str
+    sale: str
+    users: list[int]  # user numbers of this generator's buyers (one connection each)
+    seconds: float = 0.0
+    window_s: float = 0.0
+    connect_concurrency: int = 200
+
+
+@dataclass
+class GenResult:
+    hist: str = ""
+    ok: int = 0
+    codes: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def _generator(spec: GenSpec, pipe: Any) -> None:
     try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_generate(spec, pipe))
+
+
+async def _generate(spec: GenSpec, pipe: Any) -> None:
+    loop = asyncio.get_running_loop()
+    kind = LeanWebSocket if spec.client == "lean" else LibWebSocket
+    gate = asyncio.Semaphore(spec.connect_concurrency)
+    result = GenResult()
+
+    async def connect(user: int) -> Any:
+        path = f"/ws/rooms/{spec.room}?token={mint(SECRET, f'ws{user}')}"
+        async with gate:
+            for attempt in range(5):
+                try:
+                    return await kind.connect("127.0.0.1", spec.ports[user % len(spec.ports)], path, "lc1.json")
+                except (OSError, ConnectionError) as exc:
+                    if attempt == 4:
+                        raise
+                    result.errors.append(f"connect retry: {exc}")
+                    await asyncio.sleep(0.2 * (attempt + 1))
+
+    conns = await asyncio.gather(*(connect(u) for u in spec.users))
+    pipe.send("ready")
+    start_at = pipe.recv()  # a time.time() shared by every generator
+    hist = _hist()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    cpu0, t_start = time.process_time(), time.perf_counter()
+
+    def record(reply: bytes, expect: int, t0: float) -> None:
+        hist.record_value(max(1, int((time.perf_counter() - t0) * 1e6)))
+        frame = json.loads(reply)
+        if frame.get("re") != expect:
+            result.errors.append(f"reply to {frame.get('re')} while waiting for {expect}")
+        code = "ok" if frame["ok"] else frame["error"]["code"]
+        result.codes[code] = result.codes.get(code, 0) + 1
+
+    async def loop_buyer(user: int, ws: Any) -> None:
+        stop_at = t_start + spec.seconds
+        i = 0
+        prefix = b'{"op":"buy","id":%d,"sale":"' + spec.sale.encode() + b'","qty":1,"key":"w%d-%d"}'
+        while time.perf_counter() < stop_at:
+            i += 1
+            t0 = time.perf_counter()
+            record(await ws.request(prefix % (i, user, i)), i, t0)
+
+    async def rush_buyer(user: int, ws: Any, at: float) -> None:
+        await asyncio.sleep(at)
+        t0 = time.perf_counter()
+        data = b'{"op":"buy","id":1,"sale":"%s","qty":1,"key":"rush-%d"}' % (spec.sale.encode(), user)
+        record(await ws.request(data), 1, t0)
+
+    try:
+        if spec.mode == "rush":
+            rng = random.Random(os.getpid())
+            await asyncio.gather(*(rush_buyer(u, ws, rng.uniform(0, spec.window_s)) for u, ws in zip(spec.users, conns)))
+        else:
+            await asyncio.gather(*(loop_buyer(u, ws) for u, ws in zip(spec.users, conns)))
+    except Exception as exc:
+        result.errors.append(f"{type(exc).__name__}: {exc}")
+    result.wall_s = time.perf_counter() - t_start
+    result.cpu_s = time.process_time() - cpu0
+    result.ok = result.codes.get("ok", 0)
+    result.hist = hist.encode().decode() if hist.get_total_count() else ""
+    for ws in conns:
+        ws.close()
+    await asyncio.sleep(0.2)
+    del loop
+    pipe.send(result)
+
+
+def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int]]) -> dict[str, Any]:
+    """Start `generators` buyer processes, wait until all are connected, start them together."""
+    ctx = mp.get_context("spawn")
+    procs, pipes = [], []
+    for g in range(generators):
+        mine = spec.users[g::generators]
+        if not mine:
+            continue
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_generator, args=(GenSpec(**{**spec.__dict__, "users": mine}), child), daemon=True)
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    try:
+        for p in pipes:
+            if not p.poll(600):
+                raise SystemExit("a buyer generator did not connect in time")
+            p.recv()
+        start_at = time.time() + 0.3
+        for p in pipes:
+            p.send(start_at)
+        time.sleep(max(0.0, start_at - time.time()))
+        with CpuMeter({**cpu_pids, "client": [proc.pid for proc in procs]}) as cpu:
+            results: list[GenResult] = [p.recv() for p in pipes]
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+    hist = _hist()
+    codes: dict[str, int] = {}
+    errors: list[str] = []
+    for r in results:
+        if r.hist:
+            hist.decode_and_add(r.hist)
+        for k, v in r.codes.items():
+            codes[k] = codes.get(k, 0) + v
+        errors.extend(r.errors)
+    wall = max(r.wall_s for r in results)
+    ok = codes.get("ok", 0)
+    return {"attempts": sum(codes.values()), "ok": ok, "per_s": (ok if spec.mode != "rush" else sum(codes.values())) / wall,
+            "codes": codes, "errors": errors[:10], "n_errors": len(errors), "cpu": cpu.percent,
+            "client_cpu": 100 * sum(r.cpu_s for r in results) / wall, **_percentiles(hist)}
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+class Servers:
+    """A private redis-server and `nodes` liveserver nodes on it."""
+
+    def __init__(self, nodes: int, webhooks: bool) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="seckill-"))
+        sock = self.tmp / "redis.sock"
+        self.redis_url = f"unix://{sock}?db=0"
+        self.redis = subprocess.Popen([redis_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "",
+                                       "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.tmp)],
+                                      stdout=subprocess.DEVNULL)
+        self.nodes: list[subprocess.Popen[bytes]] = []
+        self.ports = [_free_port() for _ in range(nodes)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESERVER_")}
+        env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_REDIS_URL": self.redis_url, "LIVESERVER_DEMO": "0",
+                    "LIVESERVER_OP_RATE": "100000", "LIVESERVER_WEBHOOKS": "1" if webhooks else "0"})
         deadline = time.monotonic() + 10
         while not sock.exists():
             if time.monotonic() > deadline:
                 raise SystemExit("redis-server did not start")
             time.sleep(0.05)
-        node = subprocess.Popen([sys.executable, "-m", "liveserver", "serve", "--port", str(port), "--log-level", "warning"],
-                                env=env, stdout=subprocess.DEVNULL)
-        http = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(http + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline + 10:
-                raise SystemExit("liveserver did not start")
-            time.sleep(0.05)
-        admin = {"Authorization": f"Bearer {mint(SECRET, 'bench', role='admin')}"}
-        room = "seckill"
-        httpx.put(f"{http}/api/v1/rooms/{room}", json={"title": "bench"}, headers=admin).raise_for_status()
-        httpx.put(f"{http}/api/v1/rooms/{room}/products", json={"products": [{"id": "p", "title": "P", "price": 100}]},
-                  headers=admin).raise_for_status()
-        sale = httpx.post(f"{http}/api/v1/rooms/{room}/sales", headers=admin, json={
-            "product_id": "p", "price": 100, "stock": 10_000_000, "per_user_limit": 1_000_000, "duration_s": 3600,
-        }).json()["sale"]["id"]
-        ceiling = asyncio.run(_raw_pipelined(env["LIVESERVER_REDIS_URL"], room, sale, args.seconds))
-        raw = asyncio.run(_raw(env["LIVESERVER_REDIS_URL"], room, sale, args.seconds, args.concurrency))
-        through = asyncio.run(_server(f"ws://127.0.0.1:{port}", room, sale, args.seconds, args.buyers))
-        audit = httpx.get(f"{http}/api/v1/sales/{sale}/audit", headers=admin, timeout=120).json()
-        result = {"raw_evalsha": raw, "raw_pipelined": ceiling, "through_server": through,
-                  "ratio": through["per_s"] / raw["per_s"], "ratio_to_pipelined": through["per_s"] / ceiling["per_s"],
-                  "audit_ok": audit["ok"], "args": vars(args)}
-        print(f"{'path':<22}{'attempts/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-        rows = (("raw EVALSHA", raw), ("raw EVALSHA pipelined", ceiling), ("through server", through))
-        for name, r in rows:
-            print(f"{name:<22}{r['per_s']:>12,.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['max']:>10.2f}")
-        print(f"ratio server/raw EVALSHA: {result['ratio']:.2f}   server/pipelined: {result['ratio_to_pipelined']:.2f}"
-              f"   audit ok: {audit['ok']}")
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
-        return 0 if audit["ok"] else 1
-    finally:
-        if node is not None:
+        for port in self.ports:
+            self.nodes.append(subprocess.Popen(
+                [sys.executable, "-m", "liveserver", "serve", "--port", str(port), "--log-level", "warning"],
+                env=env, stdout=subprocess.DEVNULL))
+        self.http = f"http://127.0.0.1:{self.ports[0]}"
+        for port in self.ports:
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline + 20:
+                    raise SystemExit("liveserver did not start")
+                time.sleep(0.05)
+        self.admin = {"Authorization": f"Bearer {mint(SECRET, 'bench', role='admin')}"}
+
+    @property
+    def cpu_pids(self) -> dict[str, list[int]]:
+        return {"node": [n.pid for n in self.nodes], "redis": [self.redis.pid]}
+
+    def setup_room(self, room: str) -> None:
+        httpx.put(f"{self.http}/api/v1/rooms/{room}", json={"title": "bench"}, headers=self.admin).raise_for_status()
+        httpx.put(f"{self.http}/api/v1/rooms/{room}/products", json={"products": [{"id": "p", "title": "P", "price": 100}]},
+                  headers=self.admin).raise_for_status()
+
+    def new_sale(self, room: str, stock: int, per_user_limit: int) -> str:
+        r = httpx.post(f"{self.http}/api/v1/rooms/{room}/sales", headers=self.admin, json={
+            "product_id": "p", "price": 100, "stock": stock, "per_user_limit": per_user_limit, "duration_s": 3600,
+        })
+        r.raise_for_status()
+        return r.json()["sale"]["id"]
+
+    def audit(self, sale: str) -> dict[str, Any]:
+        return httpx.get(f"{self.http}/api/v1/sales/{sale}/audit", headers=self.admin, timeout=300).json()
+
+    def close(self) -> None:
+        for node in self.nodes:
             node.terminate()
-            node.wait(timeout=15)
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for node in self.nodes:
+            try:
+                node.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        self.redis.terminate()
+        self.redis.wait(timeout=10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _cpu_cell(r: dict[str, Any]) -> str:
+    cpu = r.get("cpu", {})
+    parts = [f"client {r['client_cpu']:.0f}"]
+    if cpu:
+        parts += [f"node {cpu['node']:.0f}", f"redis {cpu['redis']:.0f}"]
+    return " / ".join(parts)
+
+
+def _throughput(args: argparse.Namespace) -> int:
+    servers = Servers(1, args.webhooks)
+    try:
+        room = "seckill"
+        servers.setup_room(room)
+        sale = servers.new_sale(room, 10_000_000, 1_000_000)
+        pids = servers.cpu_pids
+        with CpuMeter(pids) as c1:
+            ceiling = asyncio.run(_raw_pipelined(servers.redis_url, room, sale, args.seconds))
+        ceiling["cpu"] = c1.percent
+        with CpuMeter(pids) as c2:
+            raw = asyncio.run(_raw(servers.redis_url, room, sale, args.seconds, args.concurrency))
+        raw["cpu"] = c2.percent
+        spec = GenSpec("throughput", args.client, servers.ports, room, sale, list(range(args.buyers)), seconds=args.seconds)
+        through = _through_server(spec, args.generators, pids)
+        audit = servers.audit(sale)
+    finally:
+        servers.close()
+    result = {"raw_pipelined": ceiling, "raw_evalsha": raw, "through_server": through,
+              "ratio_to_pipelined": through["per_s"] / ceiling["per_s"], "ratio_to_raw": through["per_s"] / raw["per_s"],
+              "audit_ok": audit["ok"], "audit": audit, "args": vars(args), "load_average": os.getloadavg()}
+    base = ceiling["per_s"]
+    print(f"\nseckill throughput: {args.buyers} websocket buyers in {args.generators} generator process(es) "
+          f"({args.client} client), {args.seconds:g} s per path; webhook relay {'on' if args.webhooks else 'off'}; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| path | attempts/s | ratio to pipelined | p50 ms | p99 ms | max ms | CPU % (of one core) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    rows = ((f"raw EVALSHA, {args.concurrency} callers", raw), ("raw EVALSHA pipelined x100 (ceiling)", ceiling),
+            ("through the server (websocket `buy`)", through))
+    for name, r in rows:
+        print(f"| {name} | {r['per_s']:,.0f} | {r['per_s'] / base:.2f}x | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['max']:.2f} | {_cpu_cell(r)} |")
+    n = through["per_s"]
+    cpu = through["cpu"]
+    print(f"\nCPU per attempt through the server: node {10_000 * cpu['node'] / n:.0f} us, redis "
+          f"{10_000 * cpu['redis'] / n:.0f} us, client {10_000 * through['client_cpu'] / n:.0f} us "
+          f"(ceiling: redis {10_000 * ceiling['cpu']['redis'] / base:.0f} us, client {10_000 * ceiling['client_cpu'] / base:.0f} us)")
+    print(f"server/pipelined: {result['ratio_to_pipelined']:.2f}   server/raw EVALSHA: {result['ratio_to_raw']:.2f}   "
+          f"failures: {through['attempts'] - through['ok']}   audit ok: {audit['ok']}")
+    if through["n_errors"]:
+        print(f"client errors: {through['n_errors']}, e.g. {through['errors'][:3]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if audit["ok"] and through["attempts"] == through["ok"] else 1
+
+
+def _rush(args: argparse.Namespace) -> int:
+    nodes = args.nodes or math.ceil(args.buyers / SOCKETS_PER_NODE)
+    if args.buyers > nodes * SOCKETS_PER_NODE:
+        raise SystemExit(f"{args.buyers} buyers need {math.ceil(args.buyers / SOCKETS_PER_NODE)} nodes "
+                         f"({SOCKETS_PER_NODE} sockets each under a 20,000 open-files limit)")
+    generators = max(args.generators, math.ceil(args.buyers / SOCKETS_PER_NODE))
+    servers = Servers(nodes, args.webhooks)
+    try:
+        room = "seckill"
+        servers.setup_room(room)
+        base_sale = servers.new_sale(room, args.stock, 1)
+        pids = servers.cpu_pids
+        with CpuMeter(pids) as c1:
+            base = asyncio.run(_raw_rush(servers.redis_url, room, base_sale, args.buyers, args.window_ms / 1000))
+        base["cpu"] = c1.percent
+        base_audit = servers.audit(base_sale)
+        sale = servers.new_sale(room, args.stock, 1)
+        spec = GenSpec("rush", args.client, servers.ports, room, sale, list(range(args.buyers)),
+                       window_s=args.window_ms / 1000)
+        t0 = time.perf_counter()
+        through = _through_server(spec, generators, pids)
+        audit = servers.audit(sale)
+        _ = t0
+    finally:
+        servers.close()
+    ok = through["codes"].get("ok", 0)
+    sold_out = through["codes"].get("sold_out", 0)
+    good = (audit["ok"] and base_audit["ok"] and ok == args.stock and audit["orders"] == args.stock
+            and through["attempts"] == args.buyers and ok + sold_out == args.buyers)
+    result = {"raw_rush": base, "through_server": through, "audit": audit, "base_audit": base_audit, "ok": good,
+              "nodes": nodes, "args": vars(args), "load_average": os.getloadavg()}
+    print(f"\nseckill rush: {args.buyers:,} distinct signed-in buyers (one websocket each, in {generators} generator "
+          f"processes, {args.client} client) over {nodes} node(s) sharing one Redis, each pressing buy once within "
+          f"{args.window_ms:g} ms; sale of {args.stock:,} units, limit 1 per user; webhook relay "
+          f"{'on' if args.webhooks else 'off'}; load average {os.getloadavg()[0]:.1f}")
+    if nodes > 1:
+        print(f"({nodes} nodes because one process may hold {SOCKETS_PER_NODE:,} sockets under the box's 20,000 "
+              f"open-files limit; each node holds ~{math.ceil(args.buyers / nodes):,} buyers)")
+    print("\n| path | buys | orders | sold_out | other | p50 ms | p99 ms | ratio p99 | max ms | CPU % (of one core) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, r, orders in (("raw EVALSHA, arrivals pipelined on one bare connection (baseline)", base, base_audit["orders"]),
+                            ("through the server (websocket `buy`)", through, audit["orders"])):
+        codes = r["codes"]
+        other = sum(v for k, v in codes.items() if k not in ("ok", "sold_out"))
+        print(f"| {name} | {r['attempts']:,} | {orders:,} | {codes.get('sold_out', 0):,} | {other:,} | {r['p50']:.2f} | "
+              f"{r['p99']:.2f} | {r['p99'] / max(base['p99'], 1e-3):.2f}x | {r['max']:.2f} | {_cpu_cell(r)} |")
+    print(f"\norders == stock ({args.stock:,}): {ok == args.stock and audit['orders'] == args.stock}   "
+          f"every buyer answered: {through['attempts'] == args.buyers}   audit ok: {audit['ok']}   "
+          f"p99 <= 500 ms: {through['p99'] <= 500}")
+    if through["n_errors"]:
+        print(f"client errors: {through['n_errors']}, e.g. {through['errors'][:3]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if good else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.seckill_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("throughput", "rush"), default="throughput")
+    parser.add_argument("--seconds", type=float, default=10, help="throughput: seconds per path")
+    parser.add_argument("--buyers", type=int, default=None,
+                        help="websocket buyers (distinct users); default 200 (throughput), 20000 (rush)")
+    parser.add_argument("--concurrency", type=int, default=200, help="throughput: raw EVALSHA coroutines")
+    parser.add_argument("--generators", type=int, default=2, help="buyer processes")
+    parser.add_argument("--client", choices=("lean", "websockets"), default="lean")
+    parser.add_argument("--stock", type=int, default=1000, help="rush: units on sale")
+    parser.add_argument("--window-ms", type=float, default=1000, help="rush: buyers press buy within this window")
+    parser.add_argument("--nodes", type=int, default=0, help="rush: nodes (default: as many as the buyers need)")
+    parser.add_argument("--webhooks", action="store_true", help="keep the node's webhook relay on")
+    parser.add_argument("--json", help="also write the result here")
+    args = parser.parse_args(argv)
+    if args.buyers is None:
+        args.buyers = 20_000 if args.mode == "rush" else 200
+    return _rush(args) if args.mode == "rush" else _throughput(args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -24,6 +26,16 @@ class Metrics:
         self.catch_ups = Counter("liveserver_catch_ups", "Lagging viewers refilled from the stream", registry=r)
         self.slow_closes = Counter("liveserver_slow_closes", "Viewers closed with 4408 (too slow)", registry=r)
         self.abuse_closes = Counter("liveserver_abuse_closes", "Viewers closed with 4429 (abuse)", registry=r)
+        self._op_counts: dict[tuple[str, str], Any] = {}
+
+    def op_done(self, op: str, result: str) -> None:
+        """Count one op: `ops.labels(...)` looks the child up under a lock on every call,
+        once per op (a seckill is thousands a second); the children are kept here. The
+        label values are bounded: op names are validated (or "invalid"), results are codes."""
+        child = self._op_counts.get((op, result))
+        if child is None:
+            child = self._op_counts[(op, result)] = self.ops.labels(op, result)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

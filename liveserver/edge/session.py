@@ -109,7 +109,7 @@ class ViewerSession:
             result = await self._dispatch(op)
             if result is not None and op.id is not None:
                 self.viewer.push_control(self.viewer.encode(frames.reply_ok(op.id, result)))
-            self.metrics.ops.labels(op.op, "ok").inc()
+            self.metrics.op_done(op.op, "ok")
         except ProtocolError as exc:
             self._refuse(exc.frame_id, exc.code, exc.message, {})
         except OpError as exc:
@@ -129,7 +129,7 @@ class ViewerSession:
             self._refuse(op.id if op else None, ErrorCode.INTERNAL, "internal error", {}, op.op if op else None)
 
     def _refuse(self, fid: int | str | None, code: ErrorCode, message: str, extra: dict[str, Any], op: str | None = None) -> None:
-        self.metrics.ops.labels(op or "invalid", str(code)).inc()
+        self.metrics.op_done(op or "invalid", str(code))
         if fid is not None:
             out = frames.reply_error(fid, code, message, **extra)
         else:

@@ -9,6 +9,7 @@ above the engine speaks a Redis command.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Sequence
@@ -20,6 +21,17 @@ from liveserver.engine.engine import RoomEngine, decode_entry
 from liveserver.engine.transaction import transaction
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@functools.lru_cache(maxsize=1024)
+def _buy_keys(room: str, sale_id: str) -> tuple[str, ...]:
+    """The sale's KEYS of buy.lua, built once per sale, not once per buy."""
+    return tuple(CommerceKeys(room).buy_keys(sale_id))
+
+
+@functools.lru_cache(maxsize=1024)
+def _shop_holds(room: str) -> str:
+    return CommerceKeys(room).shop_holds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +120,8 @@ class CommerceStore:
     # -- sales and orders --------------------------------------------------------------------
     async def buy(self, room: str, sale_id: str, user: str, qty: int, key: str, coupon: str = "",
                   shop: dict[str, Any] | None = None) -> dict[str, Any]:
-        keys = CommerceKeys(room)
         raw = await self.scripts.run(
-            "buy", [*keys.buy_keys(sale_id), keys.claims(user), keys.shop_holds()],
+            "buy", [*_buy_keys(room, sale_id), CommerceKeys(room).claims(user), _shop_holds(room)],
             [user, qty, key, self.order_ttl_ms, room, sale_id, self.rooms.stream_maxlen, coupon,
              _dumps(shop) if shop else ""], durable=True,
         )

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Sequence
 
-from redis.asyncio import Redis, RedisCluster
+from redis._parsers.encoders import Encoder
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError, ResponseError,
@@ -237,14 +238,12 @@ class ScriptRunner:
         return results
 
     async def _execute(self, calls: list[Call]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         replicas, timeout_ms = self._wait
         durable = replicas > 0 and any(c.durable for c in calls)
+        packed = [pack_evalsha(c.script, c.keys, c.args) for c in calls]
         if durable:
-            pipe.execute_command("WAIT", replicas, timeout_ms)
-        results = await pipe.execute(raise_on_error=False)
+            packed.append(pack_command(("WAIT", replicas, timeout_ms)))
+        results = await pool_pipeline(self._redis.connection_pool, b"".join(packed), len(packed))
         if durable:
             acked = results.pop()
             if not isinstance(acked, int) or acked < replicas:
@@ -253,6 +252,85 @@ class ScriptRunner:
                 short = NotReplicated(f"{acked} of {replicas} replicas took the write in {timeout_ms} ms; retry")
                 results = [short if c.durable and not isinstance(r, Exception) else r for c, r in zip(calls, results)]
         return results
+
+
+_encoder = Encoder("utf-8", "strict", False)  # redis-py's own, for types the fast path leaves out
+
+
+_KEY_CACHE: dict[str, bytes] = {}  # key names: the same few are sent with every call
+_KEY_CACHE_SIZE = 4096
+
+
+def _key_bulk(key: Any) -> bytes:
+    found = _KEY_CACHE.get(key)
+    if found is None:
+        found = _bulk(key)
+        if type(key) is str:
+            if len(_KEY_CACHE) >= _KEY_CACHE_SIZE:
+                _KEY_CACHE.clear()
+            _KEY_CACHE[key] = found
+    return found
+
+
+def _bulk(value: Any) -> bytes:
+    """One RESP bulk string, as redis-py's Encoder would encode `value`."""
+    cls = type(value)
+    if cls is str:
+        data = value.encode()
+    elif cls is int:
+        data = b"%d" % value
+    elif cls is bytes:
+        data = value
+    else:  # floats, memoryviews, and the types redis-py refuses (bool, None, ...): its rules
+        data = _encoder.encode(value)
+        if isinstance(data, memoryview):
+            data = data.tobytes()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def pack_command(args: Sequence[Any]) -> bytes:
+    return b"".join([b"*%d\r\n" % len(args), *map(_bulk, args)])
+
+
+def pack_evalsha(script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> bytes:
+    """EVALSHA of `script` in RESP, packed here rather than by redis-py's pipeline: one
+    buy is ~20 arguments, and redis-py's per-argument packing was a tenth of the node's
+    CPU in the seckill bench (loadtest/seckill_bench.py)."""
+    return b"".join([b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % (3 + len(keys) + len(args), script.sha.encode()),
+                     _bulk(len(keys)), *map(_key_bulk, keys), *map(_bulk, args)])
+
+
+async def pool_pipeline(pool: ConnectionPool, payload: bytes, count: int) -> list[Any]:
+    """Send packed commands on one pooled connection and read `count` replies (a reply
+    that is a Redis error comes back as its exception). As redis-py's own pipeline does:
+    a connection or timeout error closes the connection and the whole payload is sent
+    again on a fresh one, within the connection's retry policy; the pool gets the
+    connection back even if the caller is cancelled."""
+    conn = await pool.get_connection()
+
+    async def attempt() -> list[Any]:
+        await conn.send_packed_command(payload)
+        replies: list[Any] = []
+        for _ in range(count):
+            try:
+                replies.append(await conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    async def failed(error: Exception) -> None:
+        await conn.disconnect()
+
+    try:
+        return await conn.retry.call_with_retry(attempt, failed)
+    except BaseException:
+        try:
+            await asyncio.shield(conn.disconnect())
+        except BaseException:
+            pass
+        raise
+    finally:
+        await asyncio.shield(pool.release(conn))
 
 
 async def refresh_slots(cluster: RedisCluster) -> None:
