@@ -55,15 +55,22 @@ def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int
     return out
 
 
+# A room that got at most this many events in the last tick interval (and so far in this
+# one) is quiet: up to 20 msgs/s at the default 100 ms tick, each event goes out at once.
+QUIET_EVENTS = 2
+
+
 def may_flush_early(room: LocalRoom, now: float, tick_s: float, next_tick: float, coalesce_s: float) -> bool:
     """Adaptive flush: may events that just reached `room` go out `coalesce_s` from `now`
     instead of waiting for the tick?
 
-    Yes when the room is quiet: no batch went out since the last tick (neither the tick's
-    nor an early one), the last batch is at least half a tick old, and the next tick is not
-    due within the coalescing window anyway. A busy room's tick always sends a batch, so it
-    never flushes early: a storm still costs one frame per tick per viewer. At most two
-    frames go out per tick interval (an early one, then the tick's), never two within half a
-    tick."""
-    return (room.early is None and not room.flushed_since_tick
+    Yes when the room is quiet by rate: at most QUIET_EVENTS events in the last tick
+    interval and in the current one so far, the last batch at least half a tick old, no
+    early flush already scheduled, and the next tick not due within the coalescing window
+    anyway. So a quiet room sends each event at once (at most two frames per tick
+    interval), and a busy room (a storm) never flushes early: one frame per tick per
+    viewer. (The rule is by rate, not "no batch since the last tick": at 13 msgs/s that
+    older rule let one event land in a tick's batch, and then every later one waited for
+    a tick too.)"""
+    return (room.early is None and room.events_last_tick <= QUIET_EVENTS and room.events_this_tick <= QUIET_EVENTS
             and now - room.last_flush_at >= tick_s / 2 and next_tick - now > coalesce_s)

@@ -4,7 +4,7 @@ Per tick (LIVESERVER_TICK_MS) and per room, everything that happened since the l
 tick goes out as ONE `batch` frame (events read from the room stream + the state that
 changed), encoded once per codec and queued to every local viewer.
 
-Adaptive flush: a QUIET room (no batch since the last tick, see `flush.may_flush_early`)
+Adaptive flush: a QUIET room (a few events per tick at most, see `flush.may_flush_early`)
 does not make its next event wait for the tick: the stream reader's delivery schedules a
 flush of that room LIVESERVER_FLUSH_COALESCE_MS later. The batch chain and the state diff
 are the same (`plan_flush`); counters (likes/online) still refresh once per tick.
@@ -227,6 +227,7 @@ class RoomHub:
         room = self.rooms.get(room_name)
         if room is not None:
             room.pending.extend(events)
+            room.events_this_tick += len(events)
             self.metrics.events_in.inc(len(events))
             if self.settings.adaptive_flush:
                 loop = asyncio.get_running_loop()
@@ -280,7 +281,7 @@ class RoomHub:
                     log.exception("state source refresh failed")
         now = time.monotonic()
         for room in rooms:
-            room.flushed_since_tick = False
+            room.events_last_tick, room.events_this_tick = room.events_this_tick, 0
             self._flush(room)
             self._police_slow(room, now)
             if room.viewers:
@@ -354,7 +355,6 @@ class RoomHub:
             self.metrics.danmaku_dropped.inc(plan.dropped)
         if plan.frame is None:
             return
-        room.flushed_since_tick = True
         room.last_flush_at = now
         # Encoded once per codec, and framed for the socket once per codec too.
         encoded: dict[str, tuple[Frame, bytes]] = {}

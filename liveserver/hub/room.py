@@ -31,9 +31,11 @@ class LocalRoom:
     stats_busy: bool = False
     uniques: int = 0
     # Adaptive flush (hub/flush.py `may_flush_early`): when the last batch went out (loop
-    # time), whether one went out since the last tick, and the early flush now scheduled.
+    # time), events received in the last tick interval and so far in this one, and the
+    # early flush now scheduled.
     last_flush_at: float = float("-inf")
-    flushed_since_tick: bool = False
+    events_last_tick: int = 0
+    events_this_tick: int = 0
     early: Any = None  # asyncio.TimerHandle | None
     counters_sent_at: float = float("-inf")  # loop time of the last batch carrying counters
 
