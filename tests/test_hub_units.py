@@ -99,6 +99,26 @@ def test_counters_alone_go_out_at_most_once_per_interval_but_ride_along_any_batc
     assert plan_flush(room, [], 20, now=12.0, counters_every_s=1.0).frame["state"] == {"card": {"id": "mug"}, "online": 4}
 
 
+def test_stock_moving_is_a_counter_but_sold_out_and_phase_go_at_once() -> None:
+    room = room_with()
+    sale = {"phase": "live", "stock": 100, "price": 999}
+    room.state["sales"] = {"s1": dict(sale)}
+    assert plan_flush(room, [], 20, now=1.0, counters_every_s=1.0).frame is not None  # a new sale: at once
+    room.state["sales"] = {"s1": {**sale, "stock": 60}}  # a rush: stock moves every tick
+    assert plan_flush(room, [], 20, now=1.1, counters_every_s=1.0).frame is None
+    room.state["sales"] = {"s1": {**sale, "stock": 20}}
+    assert plan_flush(room, [], 20, now=1.5, counters_every_s=1.0).frame is None
+    assert plan_flush(room, [], 20, now=2.0, counters_every_s=1.0).frame["state"]["sales"]["s1"]["stock"] == 20
+    room.state["sales"] = {"s1": {**sale, "stock": 0}}  # sold out: at once
+    assert plan_flush(room, [], 20, now=2.1, counters_every_s=1.0).frame["state"]["sales"]["s1"]["stock"] == 0
+    room.state["sales"] = {"s1": {**sale, "stock": 0, "phase": "ended"}}  # a phase change: at once
+    assert plan_flush(room, [], 20, now=2.2, counters_every_s=1.0).frame is not None
+    room.state["coupons"] = {"c1": {"left": 5, "phase": "live"}}
+    assert plan_flush(room, [], 20, now=2.3, counters_every_s=1.0).frame is not None  # a new drop
+    room.state["coupons"] = {"c1": {"left": 4, "phase": "live"}}
+    assert plan_flush(room, [], 20, now=2.4, counters_every_s=1.0).frame is None
+
+
 def test_events_chain_from_the_last_flush_and_reach_every_source() -> None:
     source = Recorder()
     room = room_with(ev(1), ev(2, "ban", user="bad"), ev(3))

@@ -19,9 +19,31 @@ class Flush:
     dropped: int = 0  # danmaku cut by the storm cap this tick
 
 
-# Counters change nearly every tick in a busy room (a join, a leave, a like). Alone they go
-# out at most once per `counters_every_s`; any batch sent for another reason carries them.
+# Counters change nearly every tick in a busy room (a join, a leave, a like, a unit sold).
+# Alone they go out at most once per `counters_every_s`; any batch sent for another reason
+# carries them. COUNTERS are whole state keys; COUNT_FIELDS are the remaining-units fields
+# of commerce objects (a sale's stock, a coupon drop's left): a change of those alone is a
+# counter change too, except the one to 0 (sold out / all claimed goes out at once).
 COUNTERS = frozenset({"likes", "online", "peak_online", "danmaku_dropped"})
+COUNT_FIELDS = {"sales": "stock", "coupons": "left"}
+
+
+def _counts_only(key: str, old: Any, new: Any) -> bool:
+    """Is the change of state key `key` from `old` to `new` only counters moving?"""
+    if key in COUNTERS:
+        return True
+    field = COUNT_FIELDS.get(key)
+    if field is None or not isinstance(old, dict) or not isinstance(new, dict) or old.keys() != new.keys():
+        return False
+    for oid, obj in new.items():
+        before = old[oid]
+        if not isinstance(obj, dict) or not isinstance(before, dict) or obj.keys() != before.keys():
+            return False
+        if obj.get(field) == 0 and before.get(field) != 0:
+            return False
+        if any(v != before[k] for k, v in obj.items() if k != field):
+            return False
+    return True
 
 
 def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int,
@@ -46,10 +68,10 @@ def plan_flush(room: LocalRoom, sources: Sequence[StateSource], danmaku_cap: int
     if not events and room.flushed == prev:
         if not changed:
             return out
-        if changed.keys() <= COUNTERS and now - room.counters_sent_at < counters_every_s:
+        if (now - room.counters_sent_at < counters_every_s
+                and all(_counts_only(k, room.sent_state.get(k), v) for k, v in changed.items())):
             return out  # only counters, and they were sent a moment ago: the next batch has them
-    if changed.keys() & COUNTERS:
-        room.counters_sent_at = now
+    room.counters_sent_at = now  # every batch carries every changed counter
     room.sent_state = copy_state(room.state)
     out.frame = frames.batch(room.flushed, prev, events, changed)
     return out

@@ -37,7 +37,7 @@ class LocalRoom:
     events_last_tick: int = 0
     events_this_tick: int = 0
     early: Any = None  # asyncio.TimerHandle | None
-    counters_sent_at: float = float("-inf")  # loop time of the last batch carrying counters
+    counters_sent_at: float = float("-inf")  # loop time of the last batch (each carries the counters)
 
 
 class StateSource(Protocol):
