@@ -99,10 +99,21 @@ def worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         print("liveserver worker: running scheduled jobs, the order sweeper and webhook delivery, the archiver", flush=True)
         await stop.wait()
-        try:  # bounded: a stop that hangs must not keep the process from exiting
-            await asyncio.wait_for(asyncio.gather(webhooks.stop(), archiver.stop(), scheduler.stop()), 5)
-            await asyncio.wait_for(engine.close(), 2)
-        except asyncio.TimeoutError:
+        # Bounded with asyncio.wait, not wait_for: on a timeout wait_for cancels and then
+        # waits for the cancelled task to finish, which a loop that swallows the
+        # cancellation never does (the worker then ignored SIGTERM: a CI failure).
+        stopping = asyncio.ensure_future(asyncio.gather(webhooks.stop(), archiver.stop(), scheduler.stop()))
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        if done:
+            closing = asyncio.ensure_future(engine.close())
+            done, _ = await asyncio.wait({closing}, timeout=2)
+        if done:  # asyncio.run cancels what is left and waits for it, unbounded: bound it here
+            left = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in left:
+                task.cancel()
+            done, pending = await asyncio.wait(left, timeout=2) if left else (set(), set())
+            done = not pending
+        if not done:
             # A task that does not end on cancel would also hang asyncio.run's own clean-up:
             # every effect of the worker is idempotent and in Redis, so leave now.
             print("liveserver worker: background loops did not stop in time; exiting anyway", flush=True)
