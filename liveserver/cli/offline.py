@@ -20,6 +20,7 @@ from liveserver.commerce.groups import Groups
 from liveserver.commerce.sales import Sales
 from liveserver.core.config import Settings
 from liveserver.core.errors import OpError
+from liveserver.core.tasks import within
 from liveserver.engine.connect import connect
 from liveserver.engine.engine import RoomEngine
 from liveserver.reports.archive import Archiver
@@ -99,20 +100,13 @@ def worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         print("liveserver worker: running scheduled jobs, the order sweeper and webhook delivery, the archiver", flush=True)
         await stop.wait()
-        # Bounded with asyncio.wait, not wait_for: on a timeout wait_for cancels and then
-        # waits for the cancelled task to finish, which a loop that swallows the
-        # cancellation never does (the worker then ignored SIGTERM: a CI failure).
-        stopping = asyncio.ensure_future(asyncio.gather(webhooks.stop(), archiver.stop(), scheduler.stop()))
-        done, _ = await asyncio.wait({stopping}, timeout=5)
-        if done:
-            closing = asyncio.ensure_future(engine.close())
-            done, _ = await asyncio.wait({closing}, timeout=2)
+        done = await within(5, "stopping the worker", webhooks.stop(), archiver.stop(), scheduler.stop())
+        done = done and await within(2, "closing Redis", engine.close())
         if done:  # asyncio.run cancels what is left and waits for it, unbounded: bound it here
             left = asyncio.all_tasks() - {asyncio.current_task()}
             for task in left:
                 task.cancel()
-            done, pending = await asyncio.wait(left, timeout=2) if left else (set(), set())
-            done = not pending
+            done = await within(2, "leftover tasks", *left)
         if not done:
             # A task that does not end on cancel would also hang asyncio.run's own clean-up:
             # every effect of the worker is idempotent and in Redis, so leave now.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import logging
+from typing import Any, Awaitable
+
+log = logging.getLogger("liveserver")
 
 
 async def cancel_and_wait(*tasks: "asyncio.Task[Any] | None") -> None:
@@ -15,3 +18,25 @@ async def cancel_and_wait(*tasks: "asyncio.Task[Any] | None") -> None:
     for task in running:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def within(seconds: float, what: str, *steps: Awaitable[Any]) -> bool:
+    """Run shutdown `steps` together for at most `seconds`; True when all finished.
+
+    asyncio.wait, not wait_for: on a timeout wait_for cancels and then waits for the
+    cancelled work to end, which a step that swallows the cancellation never does (a node or
+    worker that then ignores Ctrl-C / SIGTERM). A step's error is logged, not raised: the
+    other steps (and closing Redis last) still happen."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    if not tasks:
+        return True
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: %s", what, task.exception())
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.warning("%s: not finished after %.0f s; going on", what, seconds)
+    return not pending
+

@@ -27,6 +27,7 @@ from liveserver.core import auth
 from liveserver.core.config import Settings
 from liveserver.core.http_api import API, error_response
 from liveserver.core.metrics import Metrics
+from liveserver.core.tasks import within
 from liveserver.edge import pages
 from liveserver.edge.api import rooms as _rooms  # noqa: F401  (registers endpoints)
 from liveserver.edge.demo import DEMO_ROOM, ensure_demo_room
@@ -160,14 +161,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if text:
                 print(text, flush=True)
             yield
-            if webhooks is not None:
-                await webhooks.stop()
-            if archiver is not None:
-                await archiver.stop()
-            if scheduler is not None:
-                await scheduler.stop()
-            await hub.stop()
-            await media_glue.aclose()
+            # Together and bounded: a stop that hangs must not keep Ctrl-C from ending the
+            # node (Redis, closed below, goes last).
+            await within(10, "stopping the node", *(w.stop() for w in (webhooks, archiver, scheduler) if w is not None),
+                         hub.stop(), media_glue.aclose())
         finally:
             if engine is not None:
                 await engine.close()

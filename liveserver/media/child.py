@@ -41,6 +41,9 @@ class MediaChild:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "liveserver", "media", "--host", host, "--port", str(port), "--log-level", "warning"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                # Its own session, as the embedded Redis: a terminal's Ctrl-C reaches only the
+                # web node, which stops this child in its orderly shutdown.
+                start_new_session=True,
             )
 
     def stop(self, timeout: float = 8) -> None:
