@@ -324,13 +324,20 @@ async def pool_pipeline(pool: ConnectionPool, payload: bytes, count: int) -> lis
     try:
         return await conn.retry.call_with_retry(attempt, failed)
     except BaseException:
-        try:
-            await asyncio.shield(conn.disconnect())
-        except BaseException:
-            pass
+        await discard(conn)
         raise
     finally:
         await asyncio.shield(pool.release(conn))
+
+
+async def discard(conn: Any) -> None:
+    """Close a connection whose replies may be half read, before it goes back to its pool,
+    so no later caller reads its leftovers or writes to its dead socket. Shielded: it
+    happens even when the caller is being cancelled; an error closing it is moot."""
+    try:
+        await asyncio.shield(conn.disconnect())
+    except BaseException:
+        pass
 
 
 async def refresh_slots(cluster: RedisCluster) -> None:
@@ -359,10 +366,7 @@ async def node_pipeline(node: ClusterNode, commands: list[PipelineCommand]) -> N
                     c.result = exc
             return
         except BaseException as exc:
-            try:
-                await asyncio.shield(conn.disconnect())
-            except BaseException:
-                pass
+            await discard(conn)
             if not sent and isinstance(exc, (RuntimeError, AttributeError)):
                 # The socket was closed under the connection (uvloop's RuntimeError, or
                 # redis-py's writer already None after a failover): nothing was sent.

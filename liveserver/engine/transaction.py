@@ -26,7 +26,7 @@ from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.commands.core import AsyncCoreCommands
 from redis.exceptions import ClusterDownError, ExecAbortError, MovedError, ResponseError, TryAgainError
 
-from liveserver.engine.scripts import refresh_slots
+from liveserver.engine.scripts import discard, refresh_slots
 
 ATTEMPTS = 4
 PARSER_ONLY = ("keys", EMPTY_RESPONSE, NEVER_DECODE)  # options redis-py's callbacks do not take
@@ -103,11 +103,7 @@ async def _multi_exec(node: ClusterNode, queue: list[tuple[tuple[Any, ...], dict
             out.append(callback(reply, **options) if callback else reply)
         return out
     except BaseException:
-        # A half-read reply must never reach the next user of this connection.
-        try:
-            await asyncio.shield(conn.disconnect())
-        except BaseException:
-            pass
+        await discard(conn)  # a half-read reply must never reach the next user
         raise
     finally:
         node.release(conn)
