@@ -58,6 +58,8 @@ from liveserver.engine.commerce_keys import CommerceKeys
 from liveserver.engine.embedded import redis_binary
 from liveserver.engine.scripts import LuaScript
 
+from .bench.procs import join_generators, stop_servers
+
 SECRET = "seckill-bench-secret-0123456789abcdef"
 # A process may hold 20,000 files on the reference box (hard limit): a node keeps this
 # many viewers at most, the rest of its budget is Redis connections, the listener, logs.
@@ -465,10 +467,7 @@ def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int
         with CpuMeter({**cpu_pids, "client": [proc.pid for proc in procs]}) as cpu:
             results: list[GenResult] = [p.recv() for p in pipes]
     finally:
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
+        join_generators(procs, timeout=10)
     hist = _hist()
     codes: dict[str, int] = {}
     errors: list[str] = []
@@ -544,13 +543,7 @@ class Servers:
         return httpx.get(f"{self.http}/api/v1/sales/{sale}/audit", headers=self.admin, timeout=300).json()
 
     def close(self) -> None:
-        for node in self.nodes:
-            node.terminate()
-        for node in self.nodes:
-            try:
-                node.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_servers(self.nodes, timeout=15)
         self.redis.terminate()
         self.redis.wait(timeout=10)
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -35,6 +35,7 @@ from .. import hist
 from .clients import Protocol, _ts, open_client, payload
 from .fanout import (ROOT, open_bench_room, SECRET, Peer, RedisProc, _recv, cpu_s, free_port, ratio, rss_kb, run_peers,
                      wait_port)
+from .procs import join_generators, stop_servers
 from .sink import Sink, open_sink
 
 CAPACITY_PEERS = ["liveserver", "websockets", "socketio-node"]
@@ -252,13 +253,7 @@ class Servers:
         return sum(cpu_s(p.pid) for p in self.procs)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_servers(self.procs)
         self.redis.stop()
 
 
@@ -293,10 +288,7 @@ class Generators:
             await self.ask([("stop",)] * len(self.conns), timeout=20)
         except Exception:
             pass
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.terminate()
+        join_generators(self.procs)
 
 
 # -- the storm ---------------------------------------------------------------------------------

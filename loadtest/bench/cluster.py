@@ -14,6 +14,8 @@ from pathlib import Path
 
 import redis
 
+from .procs import stop_servers
+
 
 _PICK = random.Random()  # its own generator: a test framework may seed the global one
 _HANDED_OUT: set[int] = set()
@@ -91,12 +93,5 @@ class ClusterProc:
                    "cluster_state:ok")
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_servers(self.procs)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -27,6 +27,7 @@ from liveserver.core.auth import mint
 from .. import hist
 from .clients import Protocol, generator_main, open_client, payload
 from .cluster import ClusterProc
+from .procs import join_generators, stop_servers
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / "peers"
 NODE_DIR = PEERS_DIR / "socketio-node"
@@ -308,17 +309,8 @@ async def bench_peer(peer: Peer, opts: BenchOptions, log: Any) -> dict[str, Any]
             "dropped_connections": dropped,
         }
     finally:
-        for proc in procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.terminate()
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        join_generators(procs)
+        stop_servers(servers)
         redis.stop()
 
 

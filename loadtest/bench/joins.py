@@ -50,6 +50,7 @@ from .. import hist
 from ..host import HostApi
 from .capacity import _lag_monitor, _pin, split_cpus
 from .fanout import PEERS, PEERS_DIR, ROOT, SECRET, RedisProc, _recv, cpu_s, free_port, ratio
+from .procs import join_generators
 from .sink import upgrade_request
 
 ROOM = "joins"
@@ -463,10 +464,7 @@ class Generators:
             await self.ask(("stop",), 20)
         except Exception:
             pass
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.terminate()
+        join_generators(self.procs)
 
 
 # -- the servers -------------------------------------------------------------------------------
