@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from protocol import ClientOp, ErrorCode
+from protocol import ClientOp
 
+from liveserver.commerce.common import room_product
 from liveserver.commerce.kind import CommerceKind, Objects
-from liveserver.core.errors import OpError
 from liveserver.core.http_api import API, ID, Call, obj, require_room
 from liveserver.core.ops import OpContext, OpHandler
 from liveserver.engine.commerce_store import CommerceStore
@@ -39,9 +39,7 @@ class Cards(CommerceKind):
         return {"card": event.get("product")}
 
     async def push(self, room: str, product_id: str) -> tuple[dict[str, Any], str]:
-        product = await self.rooms.product(room, product_id)
-        if product is None:
-            raise OpError(ErrorCode.NOT_FOUND, f"no product {product_id!r} in room {room!r}")
+        product = await room_product(self.rooms, room, product_id)
         published = await self.rooms.publish(room, "card", {"product": product}, pins={"card": _dumps(product)})
         assert published is not None
         return product, published[0]

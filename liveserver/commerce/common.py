@@ -11,10 +11,19 @@ from liveserver.core.errors import OpError
 from liveserver.core.http_api import Call
 from liveserver.core.ops import OpContext
 from liveserver.engine.commerce_keys import room_of
+from liveserver.engine.engine import RoomEngine
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def room_product(rooms: RoomEngine, room: str, product_id: str) -> dict[str, Any]:
+    """A product of the room's list (what a card, a sale or a group deal is of), or not_found."""
+    product = await rooms.product(room, product_id)
+    if product is None:
+        raise OpError(ErrorCode.NOT_FOUND, f"no product {product_id!r} in room {room!r}")
+    return product
 
 
 def ints(raw: dict[str, str], fields: tuple[str, ...]) -> dict[str, Any]:

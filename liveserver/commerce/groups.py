@@ -11,7 +11,7 @@ from typing import Any
 
 from protocol import ClientOp, ErrorCode
 
-from liveserver.commerce.common import host_of, in_room, ints, job, now_ms, signed_in, window_phase
+from liveserver.commerce.common import host_of, in_room, ints, job, now_ms, room_product, signed_in, window_phase
 from liveserver.commerce.kind import CommerceKind, JobAction, Objects
 from liveserver.commerce.sales import DURATION, PRICE
 from liveserver.core.errors import OpError
@@ -128,9 +128,7 @@ class Groups(CommerceKind):
     # -- commands ----------------------------------------------------------------------------
     async def create(self, room: str, product_id: str, price: int, size: int, stock: int, per_user_limit: int,
                      team_window_s: int, duration_s: int) -> dict[str, Any]:
-        product = await self.store.rooms.product(room, product_id)
-        if product is None:
-            raise OpError(ErrorCode.NOT_FOUND, f"no product {product_id!r} in room {room!r}")
+        product = await room_product(self.store.rooms, room, product_id)
         group_id = await self.store.new_id(room, "group", "g")
         created = now_ms()
         group = {

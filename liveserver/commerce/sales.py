@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 
 from protocol import ClientOp, ErrorCode
 
-from liveserver.commerce.common import host_of, in_room, ints, job, now_ms, signed_in
+from liveserver.commerce.common import host_of, in_room, ints, job, now_ms, room_product, signed_in
 from liveserver.commerce.kind import CommerceKind, JobAction, Objects
 from liveserver.core.errors import OpError
 from liveserver.core.http_api import API, ID, Call, obj, require_room
@@ -102,9 +102,7 @@ class Sales(CommerceKind):
     # -- commands ----------------------------------------------------------------------------
     async def create(self, room: str, product_id: str, price: int, stock: int, per_user_limit: int,
                      start_ms: int, duration_s: int) -> dict[str, Any]:
-        product = await self.store.rooms.product(room, product_id)
-        if product is None:
-            raise OpError(ErrorCode.NOT_FOUND, f"no product {product_id!r} in room {room!r}")
+        product = await room_product(self.store.rooms, room, product_id)
         sale_id = await self.store.new_id(room, "sale", "s")
         created = now_ms()
         sale = {
