@@ -1,8 +1,9 @@
 """`CommerceState`: the commerce part of a room's `state` on one node, driven by the kinds.
 
 It is the hub's state source for commerce: at room open it hands the hub one load spec
-per kind (all read in one round trip); events tell each kind what changed; once per
-tick the counters that change without events are polled for every room in one pipeline.
+per kind (all read in one round trip); events tell each kind what changed; the counters that change without events are polled
+in one pipeline for the rooms the hub says are due (once per LIVESERVER_COUNTERS_MS: they
+go out no more often than that), and phases move along the clock every tick.
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ class CommerceState:
         room.state.update(kind.apply(objects, event))
         room.state.update(kind.state(objects))
 
-    async def refresh(self, rooms: list[LocalRoom]) -> None:
+    async def refresh(self, rooms: list[LocalRoom], polled: list[LocalRoom]) -> None:
         now = now_ms()
         reads: list[Read] = []
         takers: list[tuple[CommerceKind, dict[str, Any], int]] = []
-        for room in rooms:
+        for room in polled:
             for kind in self.kinds:
                 for object_id, obj in self.objects(room.name, kind.name).items():
                     wanted = kind.reads(room.name, object_id, obj, now)
@@ -72,13 +73,13 @@ class CommerceState:
                         reads.extend(wanted)
                         takers.append((kind, obj, len(wanted)))
         room_takers: list[tuple[LocalRoom, CommerceKind, int]] = []
-        for room in rooms:
+        for room in polled:
             for kind in self.kinds:
                 wanted = kind.room_reads(room.name)
                 if wanted:
                     reads.extend(wanted)
                     room_takers.append((room, kind, len(wanted)))
-        values = await self.store.read_many(reads)
+        values = await self.store.read_many(reads) if reads else []
         at = 0
         for kind, obj, n in takers:
             kind.absorb(obj, values[at : at + n])

@@ -390,13 +390,19 @@ class CommerceStore:
         return int(await self.scripts.run("peak", [CommerceKeys(room).meta], [online]))
 
     # -- scheduled jobs ------------------------------------------------------------------
-    async def claim_jobs(self, batch: int, lease_ms: int) -> list[str]:
-        """Claim due jobs of every bucket (one on one Redis; one call per bucket, pipelined, on a Cluster)."""
+    async def claim_jobs(self, batch: int, lease_ms: int) -> tuple[list[str], int | None]:
+        """Claim due jobs of every bucket (one on one Redis; one call per bucket, pipelined, on a
+        Cluster): (the jobs, ms until the next waiting job is due, or None when none waits)."""
         calls = [self.scripts.run("jobs_claim", [s.due, s.lease], [batch, lease_ms]) for s in JobKeys.all(self.rooms.layout)]
         claimed: list[str] = []
-        for found in await asyncio.gather(*calls):
-            claimed.extend(found)
-        return claimed
+        due_in: int | None = None
+        for reply in await asyncio.gather(*calls):
+            now, nxt, *jobs = reply
+            claimed.extend(jobs)
+            if nxt:
+                wait = int(float(nxt)) - int(now)
+                due_in = wait if due_in is None else min(due_in, wait)
+        return claimed, due_in
 
     async def job_done(self, job: str) -> None:
         """`job` is `<kind>|<room>|<object id>`: its room names its bucket."""

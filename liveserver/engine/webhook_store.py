@@ -111,11 +111,12 @@ class WebhookStore:
         await pipe.execute()
 
     # -- deliveries -----------------------------------------------------------------------
-    async def claim(self, count: int, lease_ms: int) -> tuple[int, list[tuple[str, str]]]:
-        """(Redis now ms, [(delivery id, delivery JSON)]) taken with a lease."""
+    async def claim(self, count: int, lease_ms: int) -> tuple[int, int | None, list[tuple[str, str]]]:
+        """(Redis now ms, the next due ms or None, [(delivery id, delivery JSON)]) taken with a lease."""
         reply = await self.scripts.run("webhook_claim", [DUE, DATA], [count, lease_ms])
         now = int(reply[0])
-        return now, [(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+        nxt = int(float(reply[1])) if reply[1] else None
+        return now, nxt, [(reply[i], reply[i + 1]) for i in range(2, len(reply), 2)]
 
     async def delivered(self, delivery_id: str) -> None:
         pipe = transaction(self._redis)

@@ -7,7 +7,8 @@ changed), encoded once per codec and queued to every local viewer.
 Adaptive flush: a QUIET room (a few events per tick at most, see `flush.may_flush_early`)
 does not make its next event wait for the tick: the stream reader's delivery schedules a
 flush of that room LIVESERVER_FLUSH_COALESCE_MS later. The batch chain and the state diff
-are the same (`plan_flush`); counters (likes/online) still refresh once per tick.
+are the same (`plan_flush`). Counters kept in Redis (likes, online, stock, ...) are re-read
+once per LIVESERVER_COUNTERS_MS (at once when this node's viewers of the room change).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class RoomHub:
         self._bg: set[asyncio.Task[Any]] = set()
         self._clock_offset_ms = 0  # Redis time - this process's time, learnt from stats_tick replies
         self._next_tick = float("inf")  # loop time the tick loop runs next (adaptive flush)
+        # How often a room's Redis counters are re-read: as often as counters go out, and
+        # well within the node heartbeat's TTL (the same call keeps this node listed).
+        self._poll_s = max(settings.tick_ms, min(settings.counters_ms, settings.node_ttl_ms // 3)) / 1000
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -270,10 +274,31 @@ class RoomHub:
         rooms = list(self.rooms.values())
         if not rooms:
             return
-        await self._refresh_counters(rooms)
+        # Counters that live in Redis (likes, online, stock, tallies, ...) are re-read once
+        # per poll interval, not every tick: alone they go out at most that often anyway
+        # (hub/flush.py), and the per-tick reads were most of an idle room's CPU. A room
+        # whose viewers came or went on this node reports at once (the online count).
+        # Live data: one stats_tick per room and second (the joins, leaves and likes of the
+        # last ten ticks; also the heartbeat), started in this same loop turn so it rides in
+        # the same auto-pipelined round trip as the counters, but not awaited: it never
+        # holds up a tick. The counters are re-read with it, so this node's entry in the
+        # room's node list (tick.lua) is never older than its stats heartbeat: a report that
+        # sees the node gone also sees its sessions ended (reports/report.py).
+        at = asyncio.get_running_loop().time()
+        polled = []
+        for room in rooms:
+            room.stats_idle += 1
+            beat = not room.stats_busy and room.stats_idle * self.settings.tick_ms >= 1000
+            if beat:
+                self._spawn(self._stats_send(room))
+            if beat or at - room.polled_at >= self._poll_s or len(room.viewers) != room.polled_viewers:
+                room.polled_at, room.polled_viewers = at, len(room.viewers)
+                polled.append(room)
+        if polled:
+            await self._refresh_counters(polled)
         for source in self.sources:
             try:
-                await source.refresh(rooms)
+                await source.refresh(rooms, polled)
             except Exception as exc:
                 if is_unavailable(exc):  # an outage: one line per tick, not a traceback
                     log.warning("state source refresh failed: %s", exc)
@@ -298,13 +323,6 @@ class RoomHub:
             delta, room.likes_delta = room.likes_delta, 0
             deltas.append(delta)
             calls.append(self.engine.report_counters(room.name, self.node_id, delta, len(room.viewers), self.settings.node_ttl_ms))
-        # Live data: one stats_tick per room and second (the joins, leaves and likes of the
-        # last ten ticks; also the heartbeat), started in this same loop turn so it rides in
-        # the same auto-pipelined round trip, but not awaited: it never holds up a tick.
-        for room in rooms:
-            room.stats_idle += 1
-            if not room.stats_busy and room.stats_idle * self.settings.tick_ms >= 1000:
-                self._spawn(self._stats_send(room))
         timeout = max(1.0, self.settings.tick_ms / 1000 * 5)
         try:
             results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout)

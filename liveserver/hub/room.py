@@ -38,6 +38,8 @@ class LocalRoom:
     events_this_tick: int = 0
     early: Any = None  # asyncio.TimerHandle | None
     counters_sent_at: float = float("-inf")  # loop time of the last batch (each carries the counters)
+    polled_at: float = float("-inf")  # loop time the tick last re-read the room's counters from Redis
+    polled_viewers: int = -1  # this node's viewers of the room at that time
 
 
 class StateSource(Protocol):
@@ -56,8 +58,10 @@ class StateSource(Protocol):
     def apply(self, room: LocalRoom, event: Event) -> None:
         """Update `room.state` from one event of the room stream."""
 
-    async def refresh(self, rooms: list[LocalRoom]) -> None:
-        """Once per tick, before the flush: poll what events do not carry."""
+    async def refresh(self, rooms: list[LocalRoom], polled: list[LocalRoom]) -> None:
+        """Once per tick, before the flush. `rooms`: every open room (move clocks along);
+        `polled`: those due to re-read what events do not carry (each room once per
+        LIVESERVER_COUNTERS_MS, the most often such counts go out)."""
 
 
 def copy_state(state: Any) -> Any:

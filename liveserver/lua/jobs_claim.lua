@@ -9,7 +9,9 @@
 -- ARGV[1]  max jobs to claim
 -- ARGV[2]  lease ms
 --
--- Reply: the claimed jobs (strings "kind|room|id")
+-- Reply: {now ms, next due ms or "" (the earliest job still waiting), job, job, ...}: the
+-- claimed jobs (strings "kind|room|id") after the two clock values, so the scheduler can
+-- sleep until the next job is due instead of polling.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -23,4 +25,9 @@ for _, job in ipairs(jobs) do
   redis.call('ZREM', KEYS[1], job)
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), job)
 end
-return jobs
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local reply = {tostring(now), nxt[2] or ''}
+for _, job in ipairs(jobs) do
+  reply[#reply + 1] = job
+end
+return reply

@@ -8,11 +8,13 @@
 -- ARGV[1]  max deliveries to claim
 -- ARGV[2]  lease ms
 --
--- Reply: {now_ms, id1, data1, id2, data2, ...}; a delivery without data is dropped.
+-- Reply: {now_ms, next_ms, id1, data1, id2, data2, ...}; a delivery without data is dropped.
+-- next_ms is the earliest score still in KEYS[1] after the claim (a retry's due time, a
+-- lease's end) or "" when it is empty: the worker sleeps until then instead of polling.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-local out = {now}
+local out = {now, ''}
 for _, id in ipairs(due) do
   local data = redis.call('HGET', KEYS[2], id)
   if data then
@@ -23,4 +25,6 @@ for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[1], id)
   end
 end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+out[2] = nxt[2] or ''
 return out

@@ -87,7 +87,7 @@ class LinkmicState:
             guests.append({"user": user, "name": event.get("name", user), "since_ms": event.get("ts", 0)})
         room.state["linkmic"] = {"allow": allow, "queue": queue, "guests": guests}
 
-    async def refresh(self, rooms: list[Any]) -> None:
+    async def refresh(self, rooms: list[Any], polled: list[Any]) -> None:
         return None
 
 

@@ -37,7 +37,7 @@ class MediaState:
         if event.get("k") == "media" and isinstance(event.get("media"), dict):
             room.state["media"] = event["media"]
 
-    async def refresh(self, rooms: list[Any]) -> None:
+    async def refresh(self, rooms: list[Any], polled: list[Any]) -> None:
         self._ticks += 1
         if self._ticks % CHECK_EVERY:
             return

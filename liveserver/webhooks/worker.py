@@ -30,12 +30,14 @@ import httpx
 
 from liveserver.core.config import Settings
 from liveserver.core.ops import OrderEntryHandler
+from liveserver.core.pacer import Pacer
 from liveserver.core.tasks import cancel_and_wait
 from liveserver.engine.webhook_store import WebhookStore
 from liveserver.webhooks import signing, urls
 from liveserver.webhooks.events import emit
 
 RELAY_ROOMS_PER_PASS = 50  # rooms whose orders streams one relay pass reads
+RECLAIM_EVERY_S = 5.0  # how often the relay takes over entries a dead relay left
 
 log = logging.getLogger("liveserver.webhooks")
 
@@ -71,8 +73,13 @@ class WebhookWorker:
         self._per_hook: dict[str, int] = {}
         self._hooks: dict[str, dict[str, Any]] = {}
         self._hooks_at = 0.0
-        self._wake = asyncio.Event()
+        # An idle worker polls Redis about once a second, not every 100-200 ms (core/pacer.py);
+        # delivery also sleeps until the next retry is due, and wakes for new deliveries.
+        self.relay_pacer = Pacer(0.2, 1.0)
+        self.deliver_pacer = Pacer(0.1, 1.0)
+        self._next_due_s: float | None = None
         self._relay_passes = 0
+        self._reclaimed_at = float("-inf")
         timeout = settings.webhook_timeout_ms / 1000
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)), follow_redirects=False,
@@ -82,8 +89,8 @@ class WebhookWorker:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._loop(self.relay_orders, 0.2), name="webhooks-orders"),
-            asyncio.create_task(self._loop(self.fan_out, 0.0), name="webhooks-fanout"),
+            asyncio.create_task(self._loop(self.relay_orders, self.relay_pacer), name="webhooks-orders"),
+            asyncio.create_task(self._loop(self.fan_out, None), name="webhooks-fanout"),  # a blocking read
             asyncio.create_task(self._deliver_loop(), name="webhooks-deliver"),
         ]
 
@@ -91,27 +98,31 @@ class WebhookWorker:
         await cancel_and_wait(*self._tasks, *self._attempts)
         await self._client.aclose()
 
-    async def _loop(self, work: Any, period: float) -> None:
+    async def _loop(self, work: Any, pacer: Pacer | None) -> None:
         while True:
+            done = 0
             try:
-                await work()
+                done = await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("webhooks: %s failed: %s", getattr(work, "__name__", work), exc)
                 await asyncio.sleep(1.0)
-            if period:
-                await asyncio.sleep(period)
+            if pacer is not None:
+                await pacer.wait(done > 0)
 
     # -- 1. orders relay ----------------------------------------------------------------
     async def relay_orders(self) -> int:
         rooms = await self.store.order_rooms()
-        self._relay_passes += 1  # take over a dead relay's entries every 25th pass (~5 s)
+        self._relay_passes += 1
+        reclaim = time.monotonic() - self._reclaimed_at >= RECLAIM_EVERY_S  # a dead relay's entries
+        if reclaim:
+            self._reclaimed_at = time.monotonic()
         if len(rooms) > RELAY_ROOMS_PER_PASS:  # a bounded, rotating window of rooms per pass
             start = (self._relay_passes * RELAY_ROOMS_PER_PASS) % len(rooms)
             rooms = (rooms + rooms)[start : start + RELAY_ROOMS_PER_PASS]
         entries = await self.store.read_orders(rooms, self.name, 200, self.settings.webhook_lease_ms,
-                                               reclaim=self._relay_passes % 25 == 1)
+                                               reclaim=reclaim)
         acks: dict[str, list[str]] = {}
         for room, entry_id, fields in entries:
             kind = fields.get("type", "")
@@ -154,7 +165,7 @@ class WebhookWorker:
                         "room": room, "body": f.get("body", ""), "attempts": 0, "first_ms": 0,
                     })
             await self.store.fan_out(entry_id, deliveries, now)
-        self._wake.set()
+        self.deliver_pacer.wake()
         return len(entries)
 
     # -- 3. delivery -------------------------------------------------------------------------
@@ -168,18 +179,19 @@ class WebhookWorker:
                 log.warning("webhooks: delivery pass failed: %s", exc)
                 started = 0
                 await asyncio.sleep(1.0)
-            if not started:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.1)
-                except asyncio.TimeoutError:
-                    pass
+            if started:
+                self.deliver_pacer.next_delay(True)
+            else:
+                await self.deliver_pacer.wait(False, self._next_due_s)
 
     async def deliver_due(self) -> int:
+        self._next_due_s = None
         free = self.settings.webhook_max_inflight - len(self._attempts)
         if free <= 0:
-            return 0
-        now, claimed = await self.store.claim(min(free, 100), self.settings.webhook_lease_ms)
+            return 0  # an attempt that ends wakes the loop
+        now, next_ms, claimed = await self.store.claim(min(free, 100), self.settings.webhook_lease_ms)
+        if next_ms is not None:
+            self._next_due_s = (next_ms - now) / 1000
         if not claimed:
             return 0
         hooks = await self._hook_table()
@@ -232,6 +244,7 @@ class WebhookWorker:
             log.exception("webhook attempt failed unexpectedly (it comes back after its lease)")
         finally:
             self._per_hook[hook["id"]] -= 1
+            self.deliver_pacer.wake()  # a slot is free, and a retry may be due before the loop's wait ends
 
     async def post(self, hook: dict[str, Any], delivery: dict[str, Any]) -> tuple[bool, int, str]:
         """One attempt: (ok, HTTP status or 0, error text). Never raises for network trouble."""
