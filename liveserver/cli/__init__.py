@@ -27,8 +27,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
-        # uvicorn's websockets-sansio protocol, with leaner per-connection state (edge/lean.py)
+        # uvicorn's httptools and websockets-sansio protocols, with leaner per-connection
+        # state and no reference cycles left behind by a closed socket (edge/lean.py)
+        http="liveserver.edge.lean:LeanHttpToolsProtocol" if settings.lean_ws else "httptools",
         ws="liveserver.edge.lean:LeanWebSocketProtocol" if settings.lean_ws else "websockets-sansio",
         # Frames up to 16x LIVESERVER_MAX_FRAME reach us and get a `too_long` reply;
         # only larger ones are cut by the websocket layer (close 1009).

@@ -27,7 +27,8 @@ from liveserver.core import auth
 from liveserver.core.config import Settings
 from liveserver.core.http_api import API, error_response
 from liveserver.core.metrics import Metrics
-from liveserver.core.tasks import within
+from liveserver.core.gcpolicy import GcPolicy
+from liveserver.core.tasks import cancel_and_wait, within
 from liveserver.edge import pages
 from liveserver.edge.api import rooms as _rooms  # noqa: F401  (registers endpoints)
 from liveserver.edge.demo import DEMO_ROOM, ensure_demo_room
@@ -157,6 +158,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             archiver = Archiver(engine.reports) if settings.archive else None
             if archiver is not None:
                 archiver.start()
+            # Many long-lived sockets: full GC collections must not walk them all (core/gcpolicy.py).
+            gc_policy = GcPolicy(settings.gc_sweep_s) if settings.gc_freeze else None
+            gc_sweeps = None
+            if gc_policy is not None:
+                gc_policy.install()
+                gc_sweeps = asyncio.create_task(gc_policy.run(), name="gc-sweep")
             text = banner(settings, where, services)
             if text:
                 print(text, flush=True)
@@ -164,7 +171,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Together and bounded: a stop that hangs must not keep Ctrl-C from ending the
             # node (Redis, closed below, goes last).
             await within(10, "stopping the node", *(w.stop() for w in (webhooks, archiver, scheduler) if w is not None),
-                         hub.stop(), media_glue.aclose())
+                         hub.stop(), media_glue.aclose(), cancel_and_wait(gc_sweeps))
+            if gc_policy is not None:
+                gc_policy.uninstall()
         finally:
             if engine is not None:
                 await engine.close()

@@ -146,6 +146,7 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
         if writer is not None:
             await cancel_and_wait(writer)
         await session.ended()
+        viewer.detach()  # its writer callback's closure holds the viewer: a reference cycle
 
 
 async def _read(websocket: WebSocket, session: ViewerSession) -> None:

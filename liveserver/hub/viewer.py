@@ -107,6 +107,12 @@ class Viewer:
             self.writing = True
             self._start_writer()
 
+    def detach(self) -> None:
+        """The connection is over: drop the writer callback and the direct path, so the
+        viewer, its socket and their closures are freed without the cyclic GC."""
+        self._start_writer = None
+        self.direct = None
+
     # -- called by the connection's writer task ------------------------------------
     def take_frames(self) -> list[Frame] | None:
         """What to write next: None means close now with `close_code`; [] means the
