@@ -97,39 +97,42 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = LeanEvent()  # type: ignore[assignment]
         self.writable.set()
         self._app_done = False
-        self._lost = False
 
     # A closed connection must be freed by reference counting, not left in reference
     # cycles for the cyclic GC: with 10,000 viewers a full collection walks ~900,000
     # objects and stops the node for ~1 s (docs/performance.md). websockets' protocol
     # holds its parser generator, whose frame holds the protocol; the scope holds our
     # bound `send` (hub/direct.py). Both are cut once the app is done and the socket gone.
-    async def run_asgi(self) -> None:
-        try:
-            await super().run_asgi()
-        finally:
-            self._app_done = True
-            self._release()
+    # (Not by wrapping `run_asgi`: one more suspended coroutine per viewer, ~0.3 KiB.)
+    def on_task_complete(self, task: "asyncio.Task[None]") -> None:
+        super().on_task_complete(task)
+        self._app_done = True
+        self._release()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._lost = True
         self._release()
-
-    def _release(self) -> None:
-        if not (self._app_done and self._lost):
-            return
-        scope = getattr(self, "scope", None)
-        if isinstance(scope, dict):
-            scope.clear()
-        self.conn.parser = None  # type: ignore[assignment]
 
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message.get("type") == "websocket.accept":
             # uvicorn keeps the handshake's request and response (their headers: ~3 KiB)
-            # for the life of the connection; nothing reads them after the accept.
+            # for the life of the connection; nothing reads them after the accept. The
+            # request also stays referenced by websockets' parser generator (a local of
+            # its suspended frame), so its headers and path (with the token) are emptied.
+            request = self.request
+            if request is not None:
+                request.headers.clear()
+                request.path = ""
             self.request = self.response = None  # type: ignore[assignment]
+
+    def _release(self) -> None:
+        if not (self._app_done and self.disconnected):
+            return
+        scope = getattr(self, "scope", None)
+        if isinstance(scope, dict):
+            scope.clear()
+        self.conn.parser = None  # type: ignore[assignment]
 
 
 class LeanHttpToolsProtocol(HttpToolsProtocol):
