@@ -214,6 +214,10 @@ class WebhookWorker:
             task.add_done_callback(self._attempts.discard)
             started += 1
         await self.store.postpone(busy, now + 200)
+        if busy and not started and self._next_due_s is not None:
+            # Only busy receivers' deliveries were due: the next pass would take more of
+            # theirs at once; wait at least a fast beat (an attempt that ends wakes us).
+            self._next_due_s = max(self._next_due_s, self.deliver_pacer.fast_s)
         return started
 
     async def _attempt(self, hook: dict[str, Any], delivery: dict[str, Any]) -> None:
