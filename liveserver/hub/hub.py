@@ -334,7 +334,7 @@ class RoomHub:
                 # call that timed out after Redis ran it would count twice; a cut or a
                 # refused connection, the usual outage, never ran it.)
                 room.likes_delta += delta
-                log.warning("tick counters for %s failed (likes kept for the next tick): %s", room.name, result or type(result).__name__)
+                log.warning("tick counters for %s failed (likes kept for the next tick): %s", room.name, str(result) or type(result).__name__)
                 continue
             room.stats_likes += delta
             room.state["likes"], room.state["online"] = result
