@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from liveserver.core.pacer import Pacer
+from liveserver.core.pacer import Every, Pacer
 
 
 def test_the_wait_doubles_while_passes_find_nothing_and_resets_on_work() -> None:
@@ -46,6 +46,25 @@ async def test_a_known_due_time_caps_the_wait() -> None:
         pacer.next_delay(False)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await asyncio.wait_for(pacer.wait(False, due_in_s=0.05), 5)
+    pacer.due_in(0.05)
+    await asyncio.wait_for(pacer.wait(False), 5)
     assert loop.time() - started < 1.0
-    await asyncio.wait_for(pacer.wait(False, due_in_s=-3), 1)  # overdue: no wait at all
+    pacer.due_in(-3)
+    await asyncio.wait_for(pacer.wait(False), 1)  # overdue: no wait at all
+
+
+async def test_a_due_time_is_used_by_the_next_wait_only() -> None:
+    pacer = Pacer(5.0, 30.0)
+    pacer.due_in(0.01)
+    await asyncio.wait_for(pacer.wait(False), 1)
+    waiting = asyncio.ensure_future(pacer.wait(False))  # no due time now: the back-off holds
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    waiting.cancel()
+
+
+def test_every_is_due_on_the_first_call_and_then_once_per_interval() -> None:
+    every = Every(3600)
+    assert every.due()
+    assert not every.due()
+    assert Every(0).due() and Every(0).due()

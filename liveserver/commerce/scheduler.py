@@ -33,16 +33,13 @@ class Scheduler:
         self.store = store
         self.actions = actions  # job kind -> action, from every commerce kind's `jobs()`
         self.sweep_orders = sweep  # expire unpaid orders (the sales kind)
-        self.period_s = period_s
         self.sweep_period_s = sweep_period_s
-        self.jobs_pacer = Pacer(period_s, slow_s)
-        self._due_in_s: float | None = None  # from the last claim: when the next job is due
+        self.jobs_pacer = Pacer(period_s, slow_s)  # each claim tells it when the next job is due
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._loop(self.run_due_jobs, self.jobs_pacer, lambda: self._due_in_s),
-                                name="scheduler-jobs"),
+            asyncio.create_task(self._loop(self.run_due_jobs, self.jobs_pacer), name="scheduler-jobs"),
             asyncio.create_task(self._loop(self.sweep_orders, Pacer(self.sweep_period_s, self.sweep_period_s)),
                                 name="scheduler-sweep"),
         ]
@@ -50,8 +47,7 @@ class Scheduler:
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
 
-    async def _loop(self, work: Callable[[], Awaitable[int]], pacer: Pacer,
-                    due_in_s: Callable[[], float | None] = lambda: None) -> None:
+    async def _loop(self, work: Callable[[], Awaitable[int]], pacer: Pacer) -> None:
         while True:
             done = 0
             try:
@@ -62,12 +58,11 @@ class Scheduler:
                 log.warning("scheduled work: Redis unavailable (%s)", exc)
             except Exception:
                 log.exception("scheduled work failed")
-            await pacer.wait(done > 0, due_in_s())
+            await pacer.wait(done > 0)
 
     async def run_due_jobs(self) -> int:
-        self._due_in_s = None  # a failed claim knows nothing: back off, do not spin
         jobs, due_in_ms = await self.store.claim_jobs(CLAIM_BATCH, LEASE_MS)
-        self._due_in_s = None if due_in_ms is None else due_in_ms / 1000
+        self.jobs_pacer.due_in(None if due_in_ms is None else due_in_ms / 1000)
         for job in jobs:
             kind, _room, object_id = job.split("|", 2)
             action = self.actions.get(kind)

@@ -4,12 +4,14 @@ A node's loops (archiver, webhook relay and delivery, scheduler) poll Redis for 
 another node may have made. Polling at a fixed 100-200 ms kept an idle node at ~2 % of a
 core (docs/performance.md); a pacer polls fast while there is work and backs off, doubling,
 to `slow_s` while passes find none. `wake()` ends a wait at once (this process just made
-work for the loop), and `wait(due_in_s=...)` never sleeps past a known due time.
+work for the loop), and a due time the pass learnt (`due_in`) ends it by then. `Every`
+paces rare work inside such a loop (taking over what a dead worker left).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 def _settle(fut: "asyncio.Future[None]") -> None:
@@ -18,12 +20,13 @@ def _settle(fut: "asyncio.Future[None]") -> None:
 
 
 class Pacer:
-    __slots__ = ("fast_s", "slow_s", "_delay", "_waiter", "_woken")
+    __slots__ = ("fast_s", "slow_s", "_delay", "_due_in_s", "_waiter", "_woken")
 
     def __init__(self, fast_s: float, slow_s: float) -> None:
         self.fast_s = fast_s
         self.slow_s = max(fast_s, slow_s)
         self._delay = fast_s
+        self._due_in_s: float | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._woken = False
 
@@ -31,6 +34,11 @@ class Pacer:
         """The wait after a pass: `fast_s` when it found work, else double the last, up to `slow_s`."""
         self._delay = self.fast_s if found else min(self._delay * 2, self.slow_s)
         return self._delay
+
+    def due_in(self, seconds: float | None) -> None:
+        """The pass learnt that work is due in `seconds` (None: it knows of none): the next
+        wait ends by then. Used by that one wait only."""
+        self._due_in_s = seconds
 
     def wake(self) -> None:
         """Run the next pass now (or, if a pass is running, right after it)."""
@@ -40,10 +48,11 @@ class Pacer:
         else:
             self._woken = True
 
-    async def wait(self, found: bool, due_in_s: float | None = None) -> None:
+    async def wait(self, found: bool) -> None:
         delay = self.next_delay(found)
-        if due_in_s is not None:
-            delay = max(0.0, min(delay, due_in_s))
+        due, self._due_in_s = self._due_in_s, None
+        if due is not None:
+            delay = max(0.0, min(delay, due))
         if self._woken:  # woken while the pass ran
             self._woken = False
             return
@@ -56,3 +65,20 @@ class Pacer:
             timer.cancel()
             self._waiter = None
             self._woken = False
+
+
+class Every:
+    """`due()` is True on the first call and then at most once per `seconds`."""
+
+    __slots__ = ("seconds", "_last")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 
-from liveserver.core.pacer import Pacer
+from liveserver.core.pacer import Every, Pacer
 from liveserver.core.tasks import cancel_and_wait
 from liveserver.engine.report_store import ReportStore
 
@@ -33,7 +32,7 @@ class Archiver:
         self.lease_ms = lease_ms
         self.name = "a-" + secrets.token_hex(4)
         self._task: asyncio.Task[None] | None = None
-        self._reclaimed_at = float("-inf")
+        self._reclaim = Every(RECLAIM_EVERY_S)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="archiver")
@@ -43,9 +42,7 @@ class Archiver:
 
     async def run_once(self) -> int:
         # Taking over what a dead archiver left is needed rarely: every RECLAIM_EVERY_S.
-        reclaim = time.monotonic() - self._reclaimed_at >= RECLAIM_EVERY_S
-        if reclaim:
-            self._reclaimed_at = time.monotonic()
+        reclaim = self._reclaim.due()
         rooms = await self.store.archive_rooms()
         return await self.store.archive_pass(rooms, self.name, 500, self.lease_ms, reclaim=reclaim)
 

@@ -30,7 +30,7 @@ import httpx
 
 from liveserver.core.config import Settings
 from liveserver.core.ops import OrderEntryHandler
-from liveserver.core.pacer import Pacer
+from liveserver.core.pacer import Every, Pacer
 from liveserver.core.tasks import cancel_and_wait
 from liveserver.engine.webhook_store import WebhookStore
 from liveserver.webhooks import signing, urls
@@ -77,9 +77,8 @@ class WebhookWorker:
         # delivery also sleeps until the next retry is due, and wakes for new deliveries.
         self.relay_pacer = Pacer(0.2, 1.0)
         self.deliver_pacer = Pacer(0.1, 1.0)
-        self._next_due_s: float | None = None
         self._relay_passes = 0
-        self._reclaimed_at = float("-inf")
+        self._reclaim = Every(RECLAIM_EVERY_S)
         timeout = settings.webhook_timeout_ms / 1000
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)), follow_redirects=False,
@@ -115,14 +114,11 @@ class WebhookWorker:
     async def relay_orders(self) -> int:
         rooms = await self.store.order_rooms()
         self._relay_passes += 1
-        reclaim = time.monotonic() - self._reclaimed_at >= RECLAIM_EVERY_S  # a dead relay's entries
-        if reclaim:
-            self._reclaimed_at = time.monotonic()
         if len(rooms) > RELAY_ROOMS_PER_PASS:  # a bounded, rotating window of rooms per pass
             start = (self._relay_passes * RELAY_ROOMS_PER_PASS) % len(rooms)
             rooms = (rooms + rooms)[start : start + RELAY_ROOMS_PER_PASS]
         entries = await self.store.read_orders(rooms, self.name, 200, self.settings.webhook_lease_ms,
-                                               reclaim=reclaim)
+                                               reclaim=self._reclaim.due())
         acks: dict[str, list[str]] = {}
         for room, entry_id, fields in entries:
             kind = fields.get("type", "")
@@ -182,17 +178,17 @@ class WebhookWorker:
             if started:
                 self.deliver_pacer.next_delay(True)
             else:
-                await self.deliver_pacer.wait(False, self._next_due_s)
+                await self.deliver_pacer.wait(False)
 
     async def deliver_due(self) -> int:
-        self._next_due_s = None
         free = self.settings.webhook_max_inflight - len(self._attempts)
         if free <= 0:
+            self.deliver_pacer.due_in(None)
             return 0  # an attempt that ends wakes the loop
         now, next_ms, claimed = await self.store.claim(min(free, 100), self.settings.webhook_lease_ms)
-        if next_ms is not None:
-            self._next_due_s = (next_ms - now) / 1000
+        due_in = None if next_ms is None else (next_ms - now) / 1000
         if not claimed:
+            self.deliver_pacer.due_in(due_in)
             return 0
         hooks = await self._hook_table()
         started = 0
@@ -214,10 +210,11 @@ class WebhookWorker:
             task.add_done_callback(self._attempts.discard)
             started += 1
         await self.store.postpone(busy, now + 200)
-        if busy and not started and self._next_due_s is not None:
+        if busy and not started and due_in is not None:
             # Only busy receivers' deliveries were due: the next pass would take more of
             # theirs at once; wait at least a fast beat (an attempt that ends wakes us).
-            self._next_due_s = max(self._next_due_s, self.deliver_pacer.fast_s)
+            due_in = max(due_in, self.deliver_pacer.fast_s)
+        self.deliver_pacer.due_in(due_in)
         return started
 
     async def _attempt(self, hook: dict[str, Any], delivery: dict[str, Any]) -> None:
