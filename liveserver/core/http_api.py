@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from jsonschema import Draft202012Validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -76,9 +75,10 @@ class Endpoint:
     raw: bool = False  # handler returns a Response itself
 
     def route(self) -> Route:
-        validator = Draft202012Validator(self.body) if self.body is not None else None
+        validator: Any = None
 
         async def endpoint(request: Request) -> Response:
+            nonlocal validator
             services = request.app.state.services
             params = dict(request.path_params)
             room = params.get("room")
@@ -99,7 +99,12 @@ class Endpoint:
                 if not allowed:
                     return error_response(ErrorCode.FORBIDDEN, "this needs a host token for this room (or admin)")
             body: Any = None
-            if validator is not None:
+            if self.body is not None:
+                if validator is None:
+                    # Built at the first call: jsonschema is a tenth of a node's start-up.
+                    from jsonschema import Draft202012Validator
+
+                    validator = Draft202012Validator(self.body)
                 raw = await request.body()
                 if len(raw) > MAX_BODY:
                     return error_response(ErrorCode.TOO_LONG, f"body is over {MAX_BODY} bytes")

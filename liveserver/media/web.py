@@ -7,9 +7,7 @@ list (from Redis), and `state.media` in the room state. Imports no aiortc/PyAV."
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +15,9 @@ from starlette.routing import Route
 
 from liveserver.engine.linkmic_store import LinkmicStore
 from liveserver.engine.media_store import MediaStore
+
+if TYPE_CHECKING:
+    import httpx  # imported when the first request is proxied: a node starts sooner without it
 
 from liveserver.media import child as child_
 from liveserver.media.linkmic import Linkmic, LinkmicState
@@ -67,6 +68,8 @@ PROXIED_RESPONSE = ("content-type", "location", "etag", "link", "retry-after", "
 
 
 async def _proxy(base: str, request: Request) -> Response:
+    import httpx
+
     client: httpx.AsyncClient | None = getattr(request.app.state, "media_http", None)
     if client is None:
         client = request.app.state.media_http = httpx.AsyncClient(timeout=30)
@@ -148,7 +151,7 @@ class MediaGlue:
         self.child = child
 
     async def aclose(self) -> None:
-        client: httpx.AsyncClient | None = getattr(self.app.state, "media_http", None)
+        client: "httpx.AsyncClient | None" = getattr(self.app.state, "media_http", None)
         if client is not None:
             await client.aclose()
         if self.child is not None:

@@ -24,9 +24,7 @@ import logging
 import random
 import secrets
 import time
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from liveserver.core.config import Settings
 from liveserver.core.ops import OrderEntryHandler
@@ -35,6 +33,9 @@ from liveserver.core.tasks import cancel_and_wait
 from liveserver.engine.webhook_store import WebhookStore
 from liveserver.webhooks import signing, urls
 from liveserver.webhooks.events import emit
+
+if TYPE_CHECKING:
+    import httpx
 
 RELAY_ROOMS_PER_PASS = 50  # rooms whose orders streams one relay pass reads
 RECLAIM_EVERY_S = 5.0  # how often the relay takes over entries a dead relay left
@@ -79,12 +80,22 @@ class WebhookWorker:
         self.deliver_pacer = Pacer(0.1, 1.0)
         self._relay_passes = 0
         self._reclaim = Every(RECLAIM_EVERY_S)
-        timeout = settings.webhook_timeout_ms / 1000
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)), follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.webhook_max_inflight, max_keepalive_connections=32),
-            headers={"User-Agent": USER_AGENT}, trust_env=False,
-        )
+        self._http: httpx.AsyncClient | None = None  # made at the first delivery: see _client
+
+    def _client(self) -> "httpx.AsyncClient":
+        # httpx (with httpcore, and the TLS context it builds from certifi's bundle) is a
+        # fifth of a node's start-up; a restarted node is back sooner for its viewers without
+        # it, and most nodes of a deployment deliver rarely.
+        if self._http is None:
+            import httpx
+
+            timeout = self.settings.webhook_timeout_ms / 1000
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)), follow_redirects=False,
+                limits=httpx.Limits(max_connections=self.settings.webhook_max_inflight, max_keepalive_connections=32),
+                headers={"User-Agent": USER_AGENT}, trust_env=False,
+            )
+        return self._http
 
     def start(self) -> None:
         self._tasks = [
@@ -95,7 +106,8 @@ class WebhookWorker:
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks, *self._attempts)
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def _loop(self, work: Any, pacer: Pacer | None) -> None:
         while True:
@@ -269,8 +281,10 @@ class WebhookWorker:
             return False, 0, "timeout"
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[bool, int, str]:
+        import httpx  # imported by _client() already: a dictionary look-up
+
         try:
-            async with self._client.stream("POST", url, content=body, headers=headers) as resp:
+            async with self._client().stream("POST", url, content=body, headers=headers) as resp:
                 got = 0
                 async for chunk in resp.aiter_raw():
                     got += len(chunk)

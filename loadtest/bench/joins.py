@@ -793,6 +793,17 @@ def markdown(results: list[dict[str, Any]], opts: JoinsOptions, command: str) ->
     return "\n".join(lines)
 
 
+def _compile_sources() -> None:
+    """Byte-compile liveserver (and the peers' scripts) first, as an installed package is: the
+    restart is timed from kill to listening, and a node that compiles its ~150 modules at
+    every start (no `__pycache__`, or PYTHONDONTWRITEBYTECODE set) is ~0.25 s slower to
+    come back than a deployed one. Python reads existing caches even under that setting."""
+    import compileall
+
+    for package in ("liveserver", "protocol"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
+
+
 def run_joins(opts: JoinsOptions) -> int:
     import json
 
@@ -801,6 +812,7 @@ def run_joins(opts: JoinsOptions) -> int:
     log = lambda m: print(m, flush=True)  # noqa: E731
     welcome_bytes = 0
     cpus = split_cpus(opts.pin)  # once: the first target pins this process to the client cores
+    _compile_sources()
     for name in ["liveserver", "websockets"] if opts.baseline else ["liveserver"]:
         print(f"{name}: {'liveserver (this repo), one node' if name == 'liveserver' else 'bare websockets, one frame per connect (peers/ws_hello.py)'}",
               flush=True)
