@@ -84,3 +84,18 @@ class DirectWriter:
             p.conn.send_binary(data)
         p.transport.write(b"".join(p.conn.data_to_send()))
         return True
+
+    def write_all(self, frames: list[bytes], text: bool) -> bool:
+        """Frame and write `frames` now, in one write (a join's welcome and its replay);
+        False, with nothing written, when the socket cannot take them right now."""
+        p = self._proto
+        if p.close_sent or p.disconnected or not p.writable.is_set() or p.transport.is_closing():
+            return False
+        conn = p.conn
+        for data in frames:
+            if text:
+                conn.send_text(data)
+            else:
+                conn.send_binary(data)
+        p.transport.write(b"".join(conn.data_to_send()))
+        return True

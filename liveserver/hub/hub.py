@@ -113,10 +113,13 @@ class RoomHub:
         self.metrics.connections.inc()
         upto = room.flushed  # batches after this offset queue up behind the welcome
         viewer.delivered = upto
-        state = copy_state(room.state)
+        state = room.state  # encoded below, before anything can change it
         replay: list[Event] = []
         recovered = False
         if since is not None and epoch == room.epoch:
+            # The gap read below lets the tick run: the state as of `upto` is the one the
+            # last batch left, which a flush replaces (never changes) when it moves `upto`.
+            state = room.sent_state
             replay, recovered = await self._missed(room, since, upto)
         server_ms = int(time.time() * 1000)
         out: list[Frame] = []

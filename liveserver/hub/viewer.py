@@ -81,7 +81,14 @@ class Viewer:
         self._append(data)
 
     def push_front(self, frames: list[Frame]) -> None:
-        """Put the welcome (and any replay) ahead of batches queued while joining."""
+        """Put the welcome (and any replay) ahead of batches queued while joining.
+        Written at once when nothing is in flight (a join then wakes no writer task)."""
+        if (not self.writing and self.close_code is None and self.direct is not None
+                and self.direct.write_all(frames, self.text)):
+            self.paused = False
+            if self._queue:
+                self._kick_writer()
+            return
         self._queue[0:0] = frames
         self.queued_bytes += sum(len(data) for data in frames)
         self.paused = False
