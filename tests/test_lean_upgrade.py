@@ -104,3 +104,28 @@ async def test_plain_http_then_an_upgrade_on_the_same_connection(node: Node, roo
         assert frame["user"]["id"] == "lean-u2"
     finally:
         writer.close()
+
+
+async def test_http_requests_still_honour_forwarded_headers_from_a_trusted_proxy() -> None:
+    """`liveserver serve` turns uvicorn's proxy-headers middleware off; the app applies it
+    itself to everything but viewer sockets (edge/app.py `LiveApp`)."""
+    import httpx
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from liveserver.edge.app import LiveApp
+
+    async def who(request: Request) -> JSONResponse:
+        assert request.client is not None
+        return JSONResponse({"client": request.client.host, "scheme": request.url.scheme})
+
+    app = LiveApp(routes=[Route("/who", who)])
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 5555)),
+                                 base_url="http://node") as client:
+        assert (await client.get("/who", headers=headers)).json() == {"client": "203.0.113.7", "scheme": "https"}
+    # from an address that is not a trusted proxy, the headers are ignored
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.9", 5555)),
+                                 base_url="http://node") as client:
+        assert (await client.get("/who", headers=headers)).json() == {"client": "198.51.100.9", "scheme": "http"}

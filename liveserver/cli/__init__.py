@@ -41,6 +41,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=args.access_log,
         timeout_graceful_shutdown=5,
+        # The app applies X-Forwarded-* itself, to everything but viewer sockets (edge/app.py)
+        proxy_headers=False,
     )
     try:
         uvicorn.Server(config).run()

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from protocol import ErrorCode
 
@@ -109,14 +110,22 @@ def banner(settings: Settings, redis_where: str, services: Services) -> str:
 class LiveApp(Starlette):
     """Starlette, with viewer sockets served before its middleware stack: the coroutines
     of each layer stay suspended for the life of a socket (memory per idle viewer,
-    docs/performance.md). Everything else goes through Starlette as usual."""
+    docs/performance.md). Everything else goes through Starlette as usual, behind
+    uvicorn's proxy-headers middleware (`X-Forwarded-For`/`-Proto` from the addresses
+    in FORWARDED_ALLOW_IPS, as uvicorn would): `liveserver serve` turns uvicorn's own
+    off, so a viewer socket, which reads neither, does not pay for that layer either."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        self._behind_proxy_headers = ProxyHeadersMiddleware(super().__call__, trusted_hosts=trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope["app"] = self
             if await serve_viewer(scope, receive, send):
                 return
-        await super().__call__(scope, receive, send)
+        await self._behind_proxy_headers(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
