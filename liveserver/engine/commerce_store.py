@@ -327,10 +327,7 @@ class CommerceStore:
     async def add_watch(self, room: str, user: str, ms: int) -> None:
         """A connection ended: its time counts as watched, and the user has been in the room."""
         keys = CommerceKeys(room)
-        pipe = transaction(self._redis)
-        pipe.hincrby(keys.watch(), user, ms)
-        pipe.sadd(keys.seen(), user)
-        await pipe.execute()
+        await self.scripts.run("watch", [keys.watch(), keys.seen()], [user, ms])
 
     # -- invites ----------------------------------------------------------------------------
     async def set_invite(self, room: str, fields: dict[str, Any]) -> None:
