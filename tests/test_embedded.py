@@ -177,3 +177,21 @@ def test_ctrl_c_in_a_terminal_stops_cleanly(data_dir: Path) -> None:
     text = out.read_text()
     assert "Traceback" not in text and "Error" not in text, text
     wait_until_sync(lambda: exited(redis[0]), timeout=10, interval=0.05, what="redis-server to exit with the server")
+
+
+def test_a_production_banner_prints_no_token_and_no_redis_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no demo room (a production node) the banner is logged where others may read it:
+    it names the node and Redis, with Redis's password masked, and carries no token."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from liveserver.core.config import Settings
+    from liveserver.edge.app import banner
+
+    monkeypatch.setenv("LIVESERVER_PUBLIC_URL", "http://127.0.0.1:8000")
+    prod = dataclasses.replace(Settings.from_env(), demo_room=False, secret="s" * 32)
+    text = banner(prod, "redis://app:hunter2-secret@10.0.0.5:6379/0", SimpleNamespace(node_id="n1"))
+    assert "hunter2-secret" not in text and "redis://app:***@10.0.0.5:6379/0" in text
+    assert "token=" not in text and "host token" not in text and "eyJ" not in text
+    demo = dataclasses.replace(prod, demo_room=True)
+    assert "host token: eyJ" in banner(demo, "redis://:pw@h:1/0", SimpleNamespace(node_id="n1"))

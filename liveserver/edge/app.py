@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
@@ -88,15 +89,32 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(ErrorCode.INTERNAL, "internal error", status=500)
 
 
+def without_password(url: str) -> str:
+    """`url` with the password of its userinfo (`redis://user:pw@host`) masked, for logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{parts.netloc.rpartition('@')[2]}"))
+
+
 def banner(settings: Settings, redis_where: str, services: Services) -> str:
+    """What `liveserver serve` prints once ready. Tokens only with the demo room (the
+    quick start's; its host token is limited to that room): a production node's log,
+    which others may read, carries no token and no Redis password."""
     base = os.environ.get("LIVESERVER_PUBLIC_URL", "").rstrip("/")
     if not base:
         return ""
-    host_token = auth.mint(settings.secret, "host", role="host", name="Host", room=DEMO_ROOM)
-    viewer_token = auth.mint(settings.secret, "viewer-" + secrets.token_hex(2), role="viewer", name="Viewer")
     lines = [
         f"liveserver node {services.node_id} ready",
-        f"  redis:    {redis_where}",
+        f"  redis:    {without_password(redis_where)}",
+    ]
+    if not settings.demo_room:
+        lines.append("  (no demo room: mint tokens with `liveserver token`)")
+        return "\n".join(lines)
+    host_token = auth.mint(settings.secret, "host", role="host", name="Host", room=DEMO_ROOM)
+    viewer_token = auth.mint(settings.secret, "viewer-" + secrets.token_hex(2), role="viewer", name="Viewer")
+    lines += [
         f"  viewer:   {base}/rooms/{DEMO_ROOM}?token={viewer_token}",
         f"  console:  {base}/console/{DEMO_ROOM}?token={host_token}",
         f"  guest:    {base}/rooms/{DEMO_ROOM}",
