@@ -53,7 +53,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [redis_binary(), "--port", "0", "--unixsocket", str(self.socket), "--dir", str(self.dir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", str(self.dir / "redis.log")],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
         try:
             wait_until_sync(self._pings, timeout=10, interval=0.05, what="redis-server to answer PING")
@@ -105,6 +105,7 @@ class Node:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "liveserver", "serve", "--port", str(self.port), "--log-level", "warning", *self.extra_args],
             env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            preexec_fn=_die_with_parent,  # a killed test run leaves no node behind
         )
         try:
             wait_until_sync(self._ready, timeout=timeout, interval=0.05, what="the node's /readyz")
@@ -293,7 +294,9 @@ class Client:
 
 
 def _die_with_parent() -> None:
-    """Linux: a cluster node gets SIGKILL when the test process dies, whatever the cause."""
+    """Linux: a server the tests started (node, Redis, cluster node) gets SIGKILL when the
+    test process dies, whatever the cause. Servers are started from the main thread only:
+    the signal follows the thread that started the child."""
     import ctypes
 
     try:
