@@ -100,14 +100,19 @@ class WebhookStore:
         reply = await self._redis.xreadgroup(FANOUT_GROUP, consumer, {EVENTS: ">"}, count=count, block=block_ms)
         return [(eid, f) for _stream, rows in (reply or []) for eid, f in rows if f]
 
-    async def fan_out(self, entry_id: str, deliveries: dict[str, str], now_ms: int) -> None:
-        """Schedule the deliveries of one event and acknowledge it, atomically (one slot)."""
+    async def fan_out(self, events: list[tuple[str, dict[str, str]]], now_ms: int) -> None:
+        """Schedule the deliveries of events [(entry id, {delivery id: data})] and
+        acknowledge them, atomically (one slot): one round trip for a pass, not one per event."""
+        if not events:
+            return
         pipe = transaction(self._redis)
-        for delivery_id, data in deliveries.items():
-            pipe.hsetnx(DATA, delivery_id, data)
-            pipe.zadd(DUE, {delivery_id: now_ms}, nx=True)
-        pipe.xack(EVENTS, FANOUT_GROUP, entry_id)
-        pipe.xdel(EVENTS, entry_id)
+        for entry_id, deliveries in events:
+            for delivery_id, data in deliveries.items():
+                pipe.hsetnx(DATA, delivery_id, data)
+                pipe.zadd(DUE, {delivery_id: now_ms}, nx=True)
+        ids = [entry_id for entry_id, _ in events]
+        pipe.xack(EVENTS, FANOUT_GROUP, *ids)
+        pipe.xdel(EVENTS, *ids)
         await pipe.execute()
 
     # -- deliveries -----------------------------------------------------------------------

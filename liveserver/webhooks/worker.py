@@ -62,6 +62,18 @@ def backoff_ms(attempts: int, base_ms: int, cap_ms: int, rng: random.Random = ra
     return int(d / 2 + rng.random() * d / 2)
 
 
+async def _all(calls: list[Any]) -> None:
+    """Await `calls` together (and empty the list); the first error, if any, is raised
+    once every call has finished."""
+    if not calls:
+        return
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    calls.clear()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 class WebhookWorker:
     def __init__(self, store: WebhookStore, settings: Settings, name: str | None = None,
                  entry_handlers: dict[str, OrderEntryHandler] | None = None) -> None:
@@ -132,6 +144,10 @@ class WebhookWorker:
         entries = await self.store.read_orders(rooms, self.name, 200, self.settings.webhook_lease_ms,
                                                reclaim=self._reclaim.due())
         acks: dict[str, list[str]] = {}
+        # The emits of a pass go out together: one script-runner round trip for a rush's
+        # thousand orders, not one each (an emit is idempotent by event id, so a pass that
+        # fails midway is simply read again). Other entries wait for the emits before them.
+        emits: list[Any] = []
         for room, entry_id, fields in entries:
             kind = fields.get("type", "")
             if kind in ("reserved", "paid", "expired"):
@@ -139,11 +155,13 @@ class WebhookWorker:
                     data = json.loads(fields.get("data") or "{}")
                 except ValueError:
                     data = {}
-                await emit(self.store, "order." + kind, room, data, f"{room}.orders.{entry_id}",
-                           int(fields.get("ts") or 0))
+                emits.append(emit(self.store, "order." + kind, room, data, f"{room}.orders.{entry_id}",
+                                  int(fields.get("ts") or 0)))
             elif kind in self.entry_handlers:
+                await _all(emits)
                 await self.entry_handlers[kind](room, fields)
             acks.setdefault(room, []).append(entry_id)
+        await _all(emits)
         for room, ids in acks.items():
             await self.store.ack_orders(room, ids)
         return len(entries)
@@ -162,6 +180,7 @@ class WebhookWorker:
         self._hooks_at = 0.0  # a hook created just before its first event must be seen
         hooks = await self._hook_table()
         now = int(time.time() * 1000)
+        scheduled: list[tuple[str, dict[str, str]]] = []
         for entry_id, f in entries:
             event_id, event_type, room, ts = f.get("id", ""), f.get("type", ""), f.get("room", ""), int(f.get("ts") or 0)
             deliveries = {}
@@ -172,7 +191,8 @@ class WebhookWorker:
                         "id": delivery_id, "hook": hook["id"], "event_id": event_id, "type": event_type,
                         "room": room, "body": f.get("body", ""), "attempts": 0, "first_ms": 0,
                     })
-            await self.store.fan_out(entry_id, deliveries, now)
+            scheduled.append((entry_id, deliveries))
+        await self.store.fan_out(scheduled, now)
         self.deliver_pacer.wake()
         return len(entries)
 
