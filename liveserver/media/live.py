@@ -24,7 +24,7 @@ from liveserver.media.pipeline import Pipeline
 from liveserver.media.sdp import OfferError
 from liveserver.media.server_deps import Cohost
 from liveserver.media.settings import MediaSettings
-from liveserver.media.webrtc import add_h264_sender, add_opus_sender, answer, new_pc
+from liveserver.media.webrtc import add_h264_sender, add_opus_sender, answer, close_pc, new_pc
 
 log = logging.getLogger("liveserver.media")
 
@@ -221,14 +221,14 @@ class MediaRooms:
         log.info("live %s of %s ends: %s", live.id, room, reason)
         for guest in list(live.guests.values()):
             await self.remove_guest(guest, "ended", announce=True)
-        for viewer in list(live.viewers.values()):
-            await self._close_viewer(live, viewer)
+        # together: each close may take up to webrtc.PC_CLOSE_TIMEOUT_S
+        await asyncio.gather(*(self._close_viewer(live, viewer) for viewer in list(live.viewers.values())))
         if live.pipeline is not None:
             await live.pipeline.close()
         if live.stopper is not None:
             await asyncio.get_running_loop().run_in_executor(None, live.stopper)
         if live.pc is not None:
-            await live.pc.close()
+            await close_pc(live.pc, f"the publisher of {room}")
         self.lives.pop(room, None)
         self.sessions.pop(live.session, None)
         try:
@@ -286,7 +286,7 @@ class MediaRooms:
         try:
             sdp = await answer(pc, offer)
         except Exception as exc:
-            await pc.close()
+            await close_pc(pc, f"a refused guest of {room}")
             raise OfferError(400, f"cannot answer this offer: {exc}") from None
         live.guests[cohost.user] = guest
         self.guest_sessions[guest.id] = guest
@@ -308,7 +308,7 @@ class MediaRooms:
             if live.pipeline is not None:
                 live.pipeline.drop_guest(guest.user)
         log.info("link-mic guest %s of %s leaves: %s", guest.user, guest.room, reason)
-        await guest.pc.close()
+        await close_pc(guest.pc, f"guest {guest.user} of {guest.room}")
         if announce and self.linkmic is not None and self.store.publisher is not None:
             got = await self.linkmic.end(guest.room, guest.user, int(time.time() * 1000))
             if got.ok:
@@ -333,7 +333,7 @@ class MediaRooms:
                 add_opus_sender(pc, viewer.audio)
             sdp = await answer(pc, offer)
         except Exception as exc:
-            await pc.close()
+            await close_pc(pc, f"a refused WHEP viewer of {room}")
             raise OfferError(400, f"cannot answer this offer (H.264 is needed): {exc}") from None
         live.viewers[viewer.id] = viewer
         live.pipeline.fanout.add(track)
@@ -356,7 +356,7 @@ class MediaRooms:
                 live.pipeline.audio_fanout.discard(viewer.audio)
                 viewer.audio.stop()
         viewer.track.stop()
-        await viewer.pc.close()
+        await close_pc(viewer.pc, f"WHEP viewer {viewer.id[:8]}")
 
     async def remove_viewer(self, room: str, viewer_id: str) -> bool:
         live = self.lives.get(room)
