@@ -19,6 +19,7 @@ from liveserver.core.config import Settings
 from liveserver.core.errors import OpError
 from liveserver.core.metrics import Metrics
 from liveserver.core.ops import DanmakuListener, LeaveListener, OpHandler
+from liveserver.core.quietlog import QuietLog
 from liveserver.core.ratelimit import TokenBucket
 from liveserver.engine.engine import Muted
 from liveserver.engine.errors import is_unavailable
@@ -30,7 +31,8 @@ log = logging.getLogger("liveserver.session")
 # The `internal` reply for a Redis that is unreachable, failing over, or did not replicate a
 # buy in time (`retry: true`): nothing is half-done; a buy retried with its key gets one answer.
 UNAVAILABLE = "storage unavailable; retry (a buy with the same key)"
-_unavailable_log = {"at": 0.0, "skipped": 0}  # one warning a second, not one per op of a failover
+_unavailable_log = QuietLog(log)  # one warning a second, not one per op of a failover
+_leave_log = QuietLog(log)  # likewise for the leaves of an outage
 
 ABUSE_WINDOW_S = 10.0
 
@@ -93,7 +95,7 @@ class ViewerSession:
             try:
                 await listener(self)
             except Exception as exc:  # Redis away: the watch time of this session is lost
-                log.warning("leave listener failed: %s", exc)
+                _leave_log.warning("leave listener failed: %s", exc)
 
     async def receive(self, data: bytes | str) -> None:
         """Handle one frame from the client; never raises."""
@@ -116,13 +118,7 @@ class ViewerSession:
             self._refuse(op.id if op else None, exc.code, exc.message, exc.extra, op.op if op else None)
         except Exception as exc:
             if is_unavailable(exc):  # Redis unreachable / failing over / write not replicated: retryable
-                now = time.monotonic()
-                if now - _unavailable_log["at"] >= 1.0:
-                    log.warning("op %s: storage unavailable (%s); %d more such refusals not logged",
-                                op.op if op else "?", exc, _unavailable_log["skipped"])
-                    _unavailable_log.update(at=now, skipped=0)
-                else:
-                    _unavailable_log["skipped"] += 1
+                _unavailable_log.warning("op %s: storage unavailable (%s)", op.op if op else "?", exc)
                 self._refuse(op.id if op else None, ErrorCode.INTERNAL, UNAVAILABLE, {"retry": True}, op.op if op else None)
                 return
             log.exception("op failed")

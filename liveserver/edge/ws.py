@@ -18,12 +18,14 @@ from liveserver.core.auth import AuthError, guest, verify
 from liveserver.hub.direct import RAW_SEND, DirectWriter
 from liveserver.engine.engine import Admission
 from liveserver.core.names import valid_room
+from liveserver.core.quietlog import QuietLog
 from liveserver.edge.services import Services
 from liveserver.edge.session import ViewerSession
 from liveserver.core.tasks import cancel_and_wait
 from liveserver.hub.viewer import Viewer
 
 log = logging.getLogger("liveserver.ws")
+_refusal_log = QuietLog(log)  # an outage refuses every joining viewer: one line a second
 
 _conn_ids = itertools.count(1)
 CLOSE_TIMEOUT_S = 5.0
@@ -103,7 +105,7 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
             await websocket.close(CloseCode.BANNED, "banned from this room")
             return
     except Exception as exc:  # Redis unreachable or saturated: ask the client to come back
-        log.warning("refusing a viewer of %s: %s", room, exc)
+        _refusal_log.warning("refusing a viewer of %s: %s", room, exc)
         await websocket.close(CloseCode.OVERLOADED, "try again shortly")
         return
 
@@ -131,7 +133,7 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
         try:
             await services.hub.join(viewer, room, since, epoch)
         except Exception as exc:
-            log.warning("join of %s failed: %s", room, exc)
+            _refusal_log.warning("join of %s failed: %s", room, exc)
             await websocket.close(CloseCode.OVERLOADED, "try again shortly")
             return
         # This coroutine reads; a close asked by the hub (4403, 4408) makes the writer send
