@@ -14,7 +14,7 @@ directly only when that viewer's queue is empty and nothing is in flight.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -69,8 +69,8 @@ class DirectWriter:
         `framed` is `ws_frame(data, text)` made once for all viewers: written as is when
         the connection negotiated no extension (nothing transforms frames), after anything
         the protocol itself still has to send."""
-        p = self._proto
-        if p.close_sent or p.disconnected or not p.writable.is_set() or p.transport.is_closing():
+        p = self._writable()
+        if p is None:
             return False
         if framed is not None and not p.conn.extensions:
             pending = p.conn.data_to_send()
@@ -78,24 +78,30 @@ class DirectWriter:
                 p.transport.write(b"".join(pending))
             p.transport.write(framed)
             return True
-        if text:
-            p.conn.send_text(data)
-        else:
-            p.conn.send_binary(data)
-        p.transport.write(b"".join(p.conn.data_to_send()))
+        _frame_and_write(p, (data,), text)
         return True
 
     def write_all(self, frames: list[bytes], text: bool) -> bool:
         """Frame and write `frames` now, in one write (a join's welcome and its replay);
         False, with nothing written, when the socket cannot take them right now."""
+        p = self._writable()
+        if p is None:
+            return False
+        _frame_and_write(p, frames, text)
+        return True
+
+    def _writable(self) -> Any:
+        """The protocol, when its socket can take a write right now; else None."""
         p = self._proto
         if p.close_sent or p.disconnected or not p.writable.is_set() or p.transport.is_closing():
-            return False
-        conn = p.conn
-        for data in frames:
-            if text:
-                conn.send_text(data)
-            else:
-                conn.send_binary(data)
-        p.transport.write(b"".join(conn.data_to_send()))
-        return True
+            return None
+        return p
+
+
+def _frame_and_write(proto: Any, frames: Sequence[bytes], text: bool) -> None:
+    """Frame each of `frames` with the protocol's websockets connection, then one write."""
+    conn = proto.conn
+    send = conn.send_text if text else conn.send_binary
+    for data in frames:
+        send(data)
+    proto.transport.write(b"".join(conn.data_to_send()))
