@@ -16,14 +16,14 @@ from starlette.routing import Route
 from liveserver.engine.linkmic_store import LinkmicStore
 from liveserver.engine.media_store import MediaStore
 
-if TYPE_CHECKING:
-    import httpx  # imported when the first request is proxied: a node starts sooner without it
-
 from liveserver.media import child as child_
 from liveserver.media.linkmic import Linkmic, LinkmicState
 from liveserver.media.http import CORS, Denied, error, host_of, options
 from liveserver.media.server_deps import valid_room
 from liveserver.media.state import MediaState
+
+if TYPE_CHECKING:
+    import httpx  # imported when the first request is proxied: a node starts sooner without it
 
 API = "/api/v1/rooms/{room}"
 RETRY_AFTER_S = 5

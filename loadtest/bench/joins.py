@@ -794,7 +794,7 @@ def markdown(results: list[dict[str, Any]], opts: JoinsOptions, command: str) ->
 
 
 def _compile_sources() -> None:
-    """Byte-compile liveserver (and the peers' scripts) first, as an installed package is: the
+    """Byte-compile liveserver and protocol first, as an installed package is: the
     restart is timed from kill to listening, and a node that compiles its ~150 modules at
     every start (no `__pycache__`, or PYTHONDONTWRITEBYTECODE set) is ~0.25 s slower to
     come back than a deployed one. Python reads existing caches even under that setting."""
