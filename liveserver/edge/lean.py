@@ -7,15 +7,17 @@ deque) for "writable": ~3.8 KiB of empty deques per connection. Here they are a 
 with one waiter future and a flag with a lazily created waiter list: the same interface
 uvicorn uses (`put_nowait`, `get`, `empty`, `qsize`; `set`, `clear`, `is_set`, `wait`).
 The handshake's request and response objects are dropped once the socket is accepted.
-Nothing else changes: the frames, the ASGI messages and `hub/direct.py` (which reads
-`writable.is_set()`) behave as before. Selected by `liveserver serve` (cli), and
-`LIVESERVER_LEAN_WS=0` falls back to uvicorn's class.
+Once the viewer has joined, received messages go to its `FrameInbox` (`attach_sink`,
+edge/inbox.py) instead of the ASGI queue; the handshake, the close, what is sent and
+`hub/direct.py` (which reads `writable.is_set()`) go through uvicorn as before.
+Selected by `liveserver serve` (cli), and `LIVESERVER_LEAN_WS=0` falls back to uvicorn's
+class (and to the ASGI read loop in edge/ws.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -47,6 +49,13 @@ class LeanQueue:
 
     def empty(self) -> bool:
         return not self._items
+
+    def take(self, kind: str) -> list[Any]:
+        """Remove and return the queued messages whose type is `kind`, in order."""
+        taken = [m for m in self._items if m["type"] == kind]
+        if taken:
+            self._items = [m for m in self._items if m["type"] != kind]
+        return taken
 
     def qsize(self) -> int:
         return len(self._items)
@@ -102,6 +111,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = LeanEvent()  # type: ignore[assignment]
         self.writable.set()
         self._app_done = False
+        # Set by edge/ws.py once the viewer joined (`attach_sink`): each received message
+        # goes straight to it, not through the ASGI queue (edge/inbox.py says why).
+        self.frame_sink: Callable[[bytes | str], None] | None = None
 
     # A closed connection must be freed by reference counting, not left in reference
     # cycles for the cyclic GC: with 10,000 viewers a full collection walks ~900,000
@@ -128,6 +140,36 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(BAD_REQUEST)
             self.transport.close()
 
+    def send_receive_event_to_app(self) -> None:
+        sink = self.frame_sink
+        if sink is None or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:  # as uvicorn does, without a traceback per bad frame
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+            sink(text)
+        else:
+            sink(bytes(data))
+
+    def attach_sink(self, sink: Callable[[bytes | str], None]) -> None:
+        """From now on hand received messages to `sink`. Those already queued for the app
+        go to it first, in order; a queued disconnect stays for the app to read."""
+        for message in self.queue.take("websocket.receive"):  # type: ignore[attr-defined]
+            text = message.get("text")
+            sink(text if text is not None else message.get("bytes") or b"")
+        self.frame_sink = sink
+        if self.read_paused:  # uvicorn paused reading until the app took the message
+            self.read_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message.get("type") == "websocket.accept":
@@ -147,6 +189,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if isinstance(scope, dict):
             scope.clear()
+        self.frame_sink = None  # the inbox holds the session, which holds this protocol
         self.conn.parser = None  # type: ignore[assignment]
 
 

@@ -1,5 +1,6 @@
-"""The viewer websocket `/ws/rooms/{room}`: authentication, then a reader loop (frames in
--> session) and a writer task (viewer queue -> socket)."""
+"""The viewer websocket `/ws/rooms/{room}`: authentication, then frames in -> session
+(through the connection's `FrameInbox`, edge/inbox.py; or a reader loop over ASGI when the
+server is not ours) and a writer task (viewer queue -> socket) when a write must wait."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from liveserver.hub.direct import RAW_SEND, DirectWriter
 from liveserver.engine.engine import Admission
 from liveserver.core.names import valid_room
 from liveserver.core.quietlog import QuietLog
+from liveserver.edge.inbox import FrameInbox
+from liveserver.edge.lean import LeanWebSocketProtocol
 from liveserver.edge.services import Services
 from liveserver.edge.session import ViewerSession
 from liveserver.core.tasks import cancel_and_wait
@@ -136,9 +139,18 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
             _refusal_log.warning("join of %s failed: %s", room, exc)
             await websocket.close(CloseCode.OVERLOADED, "try again shortly")
             return
-        # This coroutine reads; a close asked by the hub (4403, 4408) makes the writer send
-        # the close frame, and uvicorn then ends the read with a disconnect.
-        await _read(websocket, session)
+        # A close asked by the hub (4403, 4408) makes the writer send the close frame, and
+        # uvicorn then ends the read with a disconnect.
+        protocol = _lean_protocol(websocket.scope)
+        if protocol is None:
+            await _read(websocket, session)  # another server or protocol class: through ASGI
+        else:
+            inbox = FrameInbox(session, protocol)
+            protocol.attach_sink(inbox.put)
+            try:
+                await _until_closed(protocol, inbox)
+            finally:
+                await inbox.close()
         if viewer.close_code is not None and writer is not None:
             # A close was asked (4429, 4408, ...): let the writer send the close frame.
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
@@ -149,6 +161,21 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
             await cancel_and_wait(writer)
         await session.ended()
         viewer.detach()  # its writer callback's closure holds the viewer: a reference cycle
+
+
+def _lean_protocol(scope: Scope) -> LeanWebSocketProtocol | None:
+    proto = getattr(scope.get(RAW_SEND), "__self__", None)
+    return proto if isinstance(proto, LeanWebSocketProtocol) else None
+
+
+async def _until_closed(protocol: LeanWebSocketProtocol, inbox: FrameInbox) -> None:
+    """Frames go to the inbox; what still comes through the queue is the disconnect, or
+    the inbox's word that a frame made the session close the connection."""
+    while True:
+        message = await protocol.queue.get()
+        if message["type"] != "websocket.receive":
+            return
+        inbox.put(message.get("text") or message.get("bytes") or b"")  # not expected; never dropped
 
 
 async def _read(websocket: WebSocket, session: ViewerSession) -> None:
