@@ -45,19 +45,26 @@ class JsonCodec:
     def __init__(self) -> None:
         # Compact separators: every byte is sent to thousands of viewers.
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        # NaN/Infinity are not JSON (RFC 8259) and would be echoed back as invalid JSON.
+        # One decoder, not `json.loads(..., parse_constant=...)`, which builds a new
+        # decoder (and its scanner) for every frame.
+        self._decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
     def encode(self, frame: dict[str, Any]) -> str:
         return self._encoder.encode(frame)
 
     def decode(self, data: bytes | str) -> dict[str, Any]:
         try:
-            # NaN/Infinity are not JSON (RFC 8259) and would be echoed back as invalid JSON.
-            value = json.loads(data, parse_constant=_reject_constant)
+            if not isinstance(data, str):  # a JSON frame sent as binary: as json.loads reads bytes
+                data = data.decode(json.detect_encoding(data), "surrogatepass")
+            value = self._decoder.decode(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"not valid JSON: {exc}") from None
         except RecursionError:  # "[[[[..." deeper than the C scanner's recursion limit
             raise ProtocolError(ErrorCode.BAD_REQUEST, "not valid JSON: nested too deeply") from None
-        return _require_map(value)
+        if not isinstance(value, dict):  # (a JSON object's keys are always strings)
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a map")
+        return value
 
 
 class MsgpackCodec:
