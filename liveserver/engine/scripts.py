@@ -2,8 +2,13 @@
 
 The runner auto-pipelines: every script call made during one event-loop turn goes to
 Redis in one pipeline on one connection, so 5,000 concurrent `buy`s cost a handful of
-round trips, not 5,000. EVALSHA that meets NOSCRIPT (Redis restarted, failover) loads
-the script and retries only those calls; a NOSCRIPT call never ran, so retrying is safe.
+round trips, not 5,000. A script the runner has not yet seen loaded on that Redis (or
+Cluster primary) is loaded by a SCRIPT LOAD at the head of the same pipeline: without
+it, the first pipeline of each script after a start, a Redis restart or a failover met
+NOSCRIPT once per call (9,000 error replies for the leaves of one stream's end). EVALSHA
+that meets NOSCRIPT anyway (Redis restarted under a pipeline) loads the script and
+retries only those calls; a NOSCRIPT call never ran, so retrying is safe, and the
+runner forgets what it had seen loaded there.
 
 On a Redis Cluster the calls of one turn are split by the primary that owns each call's
 slot: one pipeline per primary, each on one connection of that primary, so the WAIT that
@@ -92,6 +97,8 @@ class ScriptRunner:
         # reply goes out only once N replicas have the reservation (see docs/commerce.md).
         self._wait = (wait_replicas, wait_timeout_ms)
         self._scripts: dict[str, LuaScript] = {}
+        # Scripts seen loaded, per Redis ("" for one Redis, else the primary's name).
+        self._loaded: dict[str, set[str]] = {}
         self._queue: list[Call] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,6 +153,7 @@ class ScriptRunner:
                 if _is_noscript(result):
                     retry.append(call)
                     missing[call.script.name] = call.script
+                    self._loaded.clear()  # that Redis lost its scripts: load them all again
                 elif self._cluster and _is_redirect(result) and attempt < attempts - 1:
                     ask = isinstance(result, AskError) and not isinstance(result, MovedError)
                     call.ask = (result.host, int(result.port)) if ask else None
@@ -205,7 +213,9 @@ class ScriptRunner:
         replicas, timeout_ms = self._wait
 
         async def on_node(node: ClusterNode, idxs: list[int]) -> None:
-            commands = []
+            loaded = self._loaded.setdefault(node.name, set())
+            loads = {calls[i].script.sha: calls[i].script for i in idxs if calls[i].script.sha not in loaded}
+            commands = [PipelineCommand(n, "SCRIPT", "LOAD", script.source) for n, script in enumerate(loads.values())]
             for i in idxs:
                 call = calls[i]
                 if call.ask is not None:
@@ -222,7 +232,8 @@ class ScriptRunner:
                     results[i] = exc
                 asyncio.ensure_future(self._refresh_slots())
                 raise
-            replies = [c.result for c in commands if c.args[0] != "ASKING"]
+            _note_loaded(loaded, loads, [c.result for c in commands[:len(loads)]])
+            replies = [c.result for c in commands[len(loads):] if c.args[0] != "ASKING"]
             short = None
             if durable:
                 acked = replies.pop()
@@ -240,10 +251,15 @@ class ScriptRunner:
     async def _execute(self, calls: list[Call]) -> list[Any]:
         replicas, timeout_ms = self._wait
         durable = replicas > 0 and any(c.durable for c in calls)
-        packed = [pack_evalsha(c.script, c.keys, c.args) for c in calls]
+        loaded = self._loaded.setdefault("", set())
+        loads = {c.script.sha: c.script for c in calls if c.script.sha not in loaded}
+        packed = [pack_command(("SCRIPT", "LOAD", script.source)) for script in loads.values()]
+        packed += [pack_evalsha(c.script, c.keys, c.args) for c in calls]
         if durable:
             packed.append(pack_command(("WAIT", replicas, timeout_ms)))
         results = await pool_pipeline(self._redis.connection_pool, b"".join(packed), len(packed))
+        _note_loaded(loaded, loads, results[:len(loads)])
+        del results[:len(loads)]
         if durable:
             acked = results.pop()
             if not isinstance(acked, int) or acked < replicas:
@@ -252,6 +268,13 @@ class ScriptRunner:
                 short = NotReplicated(f"{acked} of {replicas} replicas took the write in {timeout_ms} ms; retry")
                 results = [short if c.durable and not isinstance(r, Exception) else r for c, r in zip(calls, results)]
         return results
+
+
+def _note_loaded(loaded: set[str], loads: dict[str, LuaScript], replies: list[Any]) -> None:
+    """Remember the scripts whose SCRIPT LOAD succeeded (the reply is the sha)."""
+    for sha, reply in zip(loads, replies):
+        if not isinstance(reply, Exception):
+            loaded.add(sha)
 
 
 _encoder = Encoder("utf-8", "strict", False)  # redis-py's own, for types the fast path leaves out
