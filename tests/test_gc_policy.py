@@ -61,7 +61,7 @@ def _free_port() -> int:
 
 
 CONNECTION_TYPES = {"LeanWebSocketProtocol", "LeanHttpToolsProtocol", "HttpToolsProtocol", "ServerProtocol",
-                    "Viewer", "DirectWriter", "WebSocket", "ViewerSession"}
+                    "Viewer", "DirectWriter", "WebSocket", "ViewerSession", "FrameInbox"}
 
 
 async def test_closed_viewer_sockets_leave_no_reference_cycles(redis_server: RedisServer, monkeypatch: Any) -> None:
