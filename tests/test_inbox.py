@@ -80,3 +80,25 @@ async def test_text_that_is_not_utf8_closes_1007_and_the_node_serves_on(inbox_no
     reply = await other.request("danmaku", timeout=5, text="still here")
     assert reply["ok"], reply
     await other.close()
+
+
+@pytest.fixture(scope="module")
+def asgi_node(redis_server: RedisServer) -> Iterator[Node]:
+    """uvicorn's own protocols (LIVESERVER_LEAN_WS=0): frames come through ASGI (ws.py `_read`)."""
+    node = Node(port=free_port(), env=node_env(redis_server.url, LIVESERVER_LEAN_WS="0",
+                                                 LIVESERVER_ABUSE_ERRORS="20")).start()
+    create_room(node, ROOM)
+    yield node
+    node.kill()
+
+
+async def test_through_asgi_frames_are_answered_in_order_and_abuse_closes_4429(asgi_node: Node) -> None:
+    c = await Client.connect(asgi_node, ROOM, user="asgi")
+    for i in range(20):
+        await c.ws.send(json.dumps({"op": "ping", "id": i}))
+    pongs: list[int] = []
+    await c.wait_for(lambda f: f["t"] == "pong" and pongs.append(f["re"]) is None and len(pongs) == 20, timeout=10)
+    assert pongs == list(range(20))
+    for _ in range(30):
+        await c.ws.send("not json")
+    assert await asyncio.wait_for(asyncio.shield(c.closed), 10) == 4429
