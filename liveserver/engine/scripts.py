@@ -109,11 +109,6 @@ class ScriptRunner:
             found = self._scripts[name] = LuaScript.load(name)
         return found
 
-    async def load_all(self, names: Sequence[str]) -> None:
-        for name in names:
-            s = self.script(name)
-            await self._redis.script_load(s.source)
-
     def run(self, name: str, keys: Sequence[str], args: Sequence[Any], durable: bool = False) -> "asyncio.Future[Any]":
         """Queue one call; the result (or the Redis error) arrives on the returned future."""
         loop = asyncio.get_running_loop()
