@@ -26,10 +26,11 @@ class Codec(Protocol):
     def decode(self, data: bytes | str) -> dict[str, Any]: ...
 
 
-def _require_map(value: Any) -> dict[str, Any]:
+def _require_map(value: Any, keys_are_strings: bool = False) -> dict[str, Any]:
+    """`keys_are_strings`: the format guarantees it (a JSON object), so it is not checked."""
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a map")
-    if not all(isinstance(k, str) for k in value):
+    if not keys_are_strings and not all(isinstance(k, str) for k in value):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "frame keys must be strings")
     return value
 
@@ -62,9 +63,7 @@ class JsonCodec:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"not valid JSON: {exc}") from None
         except RecursionError:  # "[[[[..." deeper than the C scanner's recursion limit
             raise ProtocolError(ErrorCode.BAD_REQUEST, "not valid JSON: nested too deeply") from None
-        if not isinstance(value, dict):  # (a JSON object's keys are always strings)
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a map")
-        return value
+        return _require_map(value, keys_are_strings=True)
 
 
 class MsgpackCodec:
