@@ -99,6 +99,12 @@ class LeanEvent:
                 self._waiters.remove(fut)
 
 
+def received_data(message: Any) -> bytes | str:
+    """The payload of an ASGI `websocket.receive` message: its text, else its bytes."""
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
 _BAD_BODY = b"Invalid HTTP request received."
 BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
                + str(len(_BAD_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BAD_BODY)
@@ -162,8 +168,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         """From now on hand received messages to `sink`. Those already queued for the app
         go to it first, in order; a queued disconnect stays for the app to read."""
         for message in self.queue.take("websocket.receive"):  # type: ignore[attr-defined]
-            text = message.get("text")
-            sink(text if text is not None else message.get("bytes") or b"")
+            sink(received_data(message))
         self.frame_sink = sink
         if self.read_paused:  # uvicorn paused reading until the app took the message
             self.read_paused = False

@@ -16,12 +16,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from protocol import CloseCode, choose_codec, parse_offset
 
 from liveserver.core.auth import AuthError, guest, verify
-from liveserver.hub.direct import RAW_SEND, DirectWriter
+from liveserver.hub.direct import RAW_SEND, DirectWriter, raw_protocol
 from liveserver.engine.engine import Admission
 from liveserver.core.names import valid_room
 from liveserver.core.quietlog import QuietLog
 from liveserver.edge.inbox import FrameInbox
-from liveserver.edge.lean import LeanWebSocketProtocol
+from liveserver.edge.lean import LeanWebSocketProtocol, received_data
 from liveserver.edge.services import Services
 from liveserver.edge.session import ViewerSession
 from liveserver.core.tasks import cancel_and_wait
@@ -164,7 +164,7 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
 
 
 def _lean_protocol(scope: Scope) -> LeanWebSocketProtocol | None:
-    proto = getattr(scope.get(RAW_SEND), "__self__", None)
+    proto = raw_protocol(scope)
     return proto if isinstance(proto, LeanWebSocketProtocol) else None
 
 
@@ -175,7 +175,7 @@ async def _until_closed(protocol: LeanWebSocketProtocol, inbox: FrameInbox) -> N
         message = await protocol.queue.get()
         if message["type"] != "websocket.receive":
             return
-        inbox.put(message.get("text") or message.get("bytes") or b"")  # not expected; never dropped
+        inbox.put(received_data(message))  # not expected; never dropped
 
 
 async def _read(websocket: WebSocket, session: ViewerSession) -> None:
@@ -183,10 +183,7 @@ async def _read(websocket: WebSocket, session: ViewerSession) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        data = message.get("text")
-        if data is None:
-            data = message.get("bytes") or b""
-        await session.receive(data)
+        await session.receive(received_data(message))
         if session.viewer.close_code is not None:
             return
 

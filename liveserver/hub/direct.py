@@ -48,6 +48,12 @@ def ws_frame(data: bytes, text: bool) -> bytes:
     return struct.pack("!BBQ", head, 127, n) + data
 
 
+def raw_protocol(scope: Scope) -> Any:
+    """The server's protocol object behind a websocket scope (its `send` is a bound
+    method of it; see RawSendMiddleware), or None."""
+    return getattr(scope.get(RAW_SEND), "__self__", None)
+
+
 class DirectWriter:
     __slots__ = ("_proto",)
 
@@ -56,7 +62,7 @@ class DirectWriter:
 
     @classmethod
     def for_scope(cls, scope: Scope) -> "DirectWriter | None":
-        proto = getattr(scope.get(RAW_SEND), "__self__", None)
+        proto = raw_protocol(scope)
         conn = getattr(proto, "conn", None)
         if proto is None or not all(hasattr(proto, name) for name in _REQUIRED):
             return None
