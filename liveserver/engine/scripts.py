@@ -148,7 +148,6 @@ class ScriptRunner:
                 if _is_noscript(result):
                     retry.append(call)
                     missing[call.script.name] = call.script
-                    self._loaded.clear()  # that Redis lost its scripts: load them all again
                 elif self._cluster and _is_redirect(result) and attempt < attempts - 1:
                     ask = isinstance(result, AskError) and not isinstance(result, MovedError)
                     call.ask = (result.host, int(result.port)) if ask else None
@@ -160,6 +159,8 @@ class ScriptRunner:
                     fut.set_result(result)
             if not retry:
                 return
+            if missing:
+                self._loaded.clear()  # a Redis lost its scripts: load them again ahead of use
             if redirected:
                 await self._refresh_slots()
                 await asyncio.sleep(0.05 * attempt)
