@@ -8,7 +8,8 @@ it, the first pipeline of each script after a start, a Redis restart or a failov
 NOSCRIPT once per call (9,000 error replies for the leaves of one stream's end). EVALSHA
 that meets NOSCRIPT anyway (Redis restarted under a pipeline) loads the script and
 retries only those calls; a NOSCRIPT call never ran, so retrying is safe, and the
-runner forgets what it had seen loaded there.
+runner forgets what it had seen loaded anywhere (so that retry carries a SCRIPT LOAD
+again, after the explicit one: a second load once per restart, left as it is).
 
 On a Redis Cluster the calls of one turn are split by the primary that owns each call's
 slot: one pipeline per primary, each on one connection of that primary, so the WAIT that
