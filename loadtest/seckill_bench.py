@@ -523,6 +523,15 @@ class Servers:
                 time.sleep(0.05)
         self.admin = {"Authorization": f"Bearer {mint(SECRET, 'bench', role='admin')}"}
 
+    def buys_gated(self) -> int:
+        """Buys the nodes answered `sold_out` by their sold-out gate, without Redis."""
+        total = 0
+        for port in self.ports:
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+                if line.startswith("liveserver_buys_gated_total "):
+                    total += int(float(line.split()[1]))
+        return total
+
     @property
     def cpu_pids(self) -> dict[str, list[int]]:
         return {"node": [n.pid for n in self.nodes], "redis": [self.redis.pid]}
@@ -625,6 +634,7 @@ def _rush(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         through = _through_server(spec, generators, pids)
         audit = servers.audit(sale)
+        through["gated"] = servers.buys_gated()
         _ = t0
     finally:
         servers.close()
@@ -652,6 +662,7 @@ def _rush(args: argparse.Namespace) -> int:
     print(f"\norders == stock ({args.stock:,}): {ok == args.stock and audit['orders'] == args.stock}   "
           f"every buyer answered: {through['attempts'] == args.buyers}   audit ok: {audit['ok']}   "
           f"p99 <= 500 ms: {through['p99'] <= 500}")
+    print(f"sold_out answered by the nodes' sold-out gate, without Redis: {through['gated']:,} of {sold_out:,}")
     if through["n_errors"]:
         print(f"client errors: {through['n_errors']}, e.g. {through['errors'][:3]}")
     if args.json:

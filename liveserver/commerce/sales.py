@@ -10,11 +10,13 @@ from protocol import ClientOp, ErrorCode
 
 from liveserver.commerce.common import host_of, in_room, ints, job, now_ms, room_product, signed_in
 from liveserver.commerce.kind import CommerceKind, JobAction, Objects
+from liveserver.commerce.soldout import SoldOutGate
 from liveserver.core.errors import OpError
 from liveserver.core.http_api import API, ID, Call, obj, require_room
 from liveserver.core.ops import OpContext, OpHandler
 from liveserver.engine.commerce_keys import CommerceKeys, room_of
-from liveserver.engine.commerce_store import Read
+from liveserver.engine.commerce_store import CommerceStore, Read
+from liveserver.engine.engine import Event
 
 INT_FIELDS = ("price", "initial", "stock", "reserved", "paid", "expired", "paid_cents",
               "per_user_limit", "start_ms", "end_ms", "created_ms")
@@ -79,6 +81,10 @@ class Sales(CommerceKind):
     shop_checkout: ShopCheckout | None = None
     shop_audit: ShopAudit | None = None
 
+    def __init__(self, store: CommerceStore) -> None:
+        super().__init__(store)
+        self.gate = SoldOutGate(store)  # answers late buyers of a sold-out sale on this node
+
     # -- state -----------------------------------------------------------------------------
     def loaded(self, fields: dict[str, str], extras: list[Any]) -> dict[str, Any] | None:
         return sale_view(ints(fields, INT_FIELDS))
@@ -91,10 +97,25 @@ class Sales(CommerceKind):
     def absorb(self, obj: dict[str, Any], values: list[Any]) -> None:
         if values[0] is not None:
             obj["stock"] = int(values[0])
+            if obj["stock"] > 0:  # a unit came back, whatever the events said
+                self.gate.restocked(obj["id"])
 
     def advance(self, obj: dict[str, Any], now: int) -> None:
         if "start_ms" in obj:
             obj["phase"] = sale_phase(obj, now)
+            if obj["phase"] == "ended":
+                self.gate.restocked(obj["id"])  # nothing to remember: Redis says `ended`
+
+    def apply(self, objects: Objects, event: Event) -> dict[str, Any]:
+        update = event.get(self.event)
+        if isinstance(update, dict) and isinstance(update.get("id"), str):
+            if update.get("phase") == "sold_out":
+                room = room_of(update["id"])
+                if room:
+                    self.gate.sold_out(room, update["id"])
+            else:  # `live` after an expiry returned units, or a scheduled phase change
+                self.gate.restocked(update["id"])
+        return super().apply(objects, event)
 
     def state(self, objects: Objects) -> dict[str, Any]:
         return {"sales": {i: {k: s.get(k) for k in STATE_FIELDS} for i, s in objects.items() if "start_ms" in s}}
@@ -134,14 +155,31 @@ class Sales(CommerceKind):
 
     async def buy(self, room: str, sale_id: str, user: str, qty: int, key: str, coupon: str = "") -> dict[str, Any]:
         in_room(sale_id, room, "sale")
-        if coupon.startswith("shop:") and self.shop_checkout is not None:
-            reply = await self.shop_checkout(room, sale_id, user, qty, key, coupon)
-        else:
-            if coupon:
-                in_room(coupon, room, "coupon")
-            reply = await self.store.buy(room, sale_id, user, qty, key, coupon)
+        shop = coupon.startswith("shop:") and self.shop_checkout is not None
+        if coupon and not shop:
+            in_room(coupon, room, "coupon")
+        # A shop-wide coupon is held before buy.lua runs, and that hold may refuse first.
+        gated = not shop
+        if gated and self.gate.refuses(sale_id, user, qty, now_ms()):
+            raise OpError(ErrorCode.SOLD_OUT, BUY_MESSAGES["sold_out"], stock=0)
+        known = self.objects_of(room).get(sale_id, {}).get("stock")
+        await self.gate.admit(sale_id, known if isinstance(known, int) else None)
+        left = None
+        try:
+            if gated and self.gate.refuses(sale_id, user, qty, now_ms()):  # it closed while this one waited
+                raise OpError(ErrorCode.SOLD_OUT, BUY_MESSAGES["sold_out"], stock=0)
+            if shop:
+                assert self.shop_checkout is not None
+                reply = await self.shop_checkout(room, sale_id, user, qty, key, coupon)
+            else:
+                reply = await self.store.buy(room, sale_id, user, qty, key, coupon)
+            left = reply.get("stock")
+        finally:
+            self.gate.done(sale_id, left if isinstance(left, int) else None)
         if not reply.pop("ok"):
             code = reply.pop("code")
+            if code == "sold_out" and left == 0:
+                self.gate.sold_out(room, sale_id)
             reason = reply.get("coupon")
             message = COUPON_MESSAGES[reason] if reason in COUPON_MESSAGES else BUY_MESSAGES[code]
             raise OpError(ErrorCode(code), message, **reply)

@@ -26,6 +26,10 @@ class Metrics:
         self.catch_ups = Counter("liveserver_catch_ups", "Lagging viewers refilled from the stream", registry=r)
         self.slow_closes = Counter("liveserver_slow_closes", "Viewers closed with 4408 (too slow)", registry=r)
         self.abuse_closes = Counter("liveserver_abuse_closes", "Viewers closed with 4429 (abuse)", registry=r)
+        self.buys_gated = Counter("liveserver_buys_gated",
+                                  "Buys of a sold-out sale answered by this node without Redis", registry=r)
+        self.sales_gated = Gauge("liveserver_sales_gated",
+                                 "Sold-out sales whose late buyers this node answers without Redis", registry=r)
         self._op_counts: dict[tuple[str, str], Any] = {}
 
     def op_done(self, op: str, result: str) -> None:

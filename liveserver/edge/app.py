@@ -25,6 +25,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from protocol import ErrorCode
 
 from liveserver.commerce import Commerce
+from liveserver.commerce.sales import Sales
 from liveserver.core import auth
 from liveserver.core.config import Settings
 from liveserver.core.http_api import API, error_response
@@ -164,6 +165,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             metrics_ = Metrics()
             hub = RoomHub(engine, settings, node_id, metrics_, redis_url)
             commerce = Commerce(engine, settings.order_ttl_s)
+            gate = commerce.kind(Sales).gate
+            gate.on_refuse = metrics_.buys_gated.inc
+            metrics_.sales_gated.set_function(gate.closed)
             hub.sources.append(commerce.state)
             services = Services(settings, redis_url, engine, hub, commerce, metrics_, node_id,
                                 op_handlers=commerce.ops(), danmaku_listeners=commerce.danmaku_listeners(),

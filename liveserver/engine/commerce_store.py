@@ -127,6 +127,17 @@ class CommerceStore:
         )
         return json.loads(raw)
 
+    async def sold_out_facts(self, room: str, sale_id: str, max_holders: int
+                             ) -> tuple[int, int, frozenset[str] | None] | None:
+        """(end_ms, per_user_limit, holders) of a sale whose stock is 0 (soldout_facts.lua);
+        holders is None when over `max_holders`; None when the stock is not 0."""
+        keys = CommerceKeys(room)
+        reply = await self.scripts.run("soldout_facts", [keys.sale(sale_id), keys.sale_users(sale_id)], [max_holders])
+        if not reply:
+            return None
+        holders = reply[2]
+        return int(reply[0]), int(reply[1]), None if holders is None else frozenset(holders)
+
     async def order(self, room: str, order_id: str) -> dict[str, Any] | None:
         raw = await self._redis.hget(CommerceKeys(room).order_data(), order_id)
         return json.loads(raw) if raw else None
