@@ -166,3 +166,18 @@ async def test_pacing_gives_back_the_turn_of_a_cancelled_buyer() -> None:
     for _ in range(MIN_IN_FLIGHT):
         gate.done("r.s1", 0)
     assert not gate._flows  # nothing left behind
+
+
+async def test_the_gate_forgets_ended_sales_and_keeps_a_bounded_number() -> None:
+    """A node may outlive many rooms: a sale it no longer hears about must not stay forever."""
+    from liveserver.commerce import soldout
+
+    gate = soldout.SoldOutGate(store=None)  # type: ignore[arg-type]
+    far = 10**15
+    gate._sales["r.s0"] = soldout._Closed(1, 1, frozenset())  # ended long ago
+    for i in range(1, soldout.MAX_SALES + 10):
+        gate._sales[f"r.s{i}"] = soldout._Closed(far, 1, frozenset())
+    gate._forget_old(now=2)
+    assert "r.s0" not in gate._sales
+    assert len(gate._sales) == soldout.MAX_SALES - 1 and "r.s1" not in gate._sales
+    assert f"r.s{soldout.MAX_SALES + 9}" in gate._sales  # the newest stay

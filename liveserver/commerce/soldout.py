@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from liveserver.commerce.common import now_ms
 from liveserver.engine.commerce_store import CommerceStore
 
 log = logging.getLogger("liveserver.soldout")
@@ -47,6 +48,7 @@ log = logging.getLogger("liveserver.soldout")
 MAX_HOLDERS = 20_000  # users a node keeps per sold-out sale (a flash sale has hundreds to thousands)
 END_MARGIN_MS = 2_000  # near the end, Redis decides between `sold_out` and `ended`
 MIN_IN_FLIGHT = 64  # buys of one sale in flight however low the stock (a stale 0 must not stall)
+MAX_SALES = 256  # sold-out sales remembered at once (the oldest go first; ended ones go at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ class SoldOutGate:
         """The node saw this sale's stock at 0: read what the gate needs, in the background."""
         if sale_id in self._sales:
             return
+        self._forget_old(now_ms())
         reading = self._sales[sale_id] = _Reading()
         task = asyncio.get_running_loop().create_task(self._read(room, sale_id, reading))
         self._reads.add(task)
@@ -144,6 +147,14 @@ class SoldOutGate:
     def restocked(self, sale_id: str) -> None:
         """Units may be back (or the sale is over): every buy goes to Redis again."""
         self._sales.pop(sale_id, None)
+
+    def _forget_old(self, now: int) -> None:
+        """Ended sales, and beyond MAX_SALES the oldest: a node may outlive many rooms, and
+        a room this node stopped serving never tells the gate its sales ended."""
+        for sale_id in [s for s, c in self._sales.items() if type(c) is _Closed and c.end_ms <= now]:
+            del self._sales[sale_id]
+        while len(self._sales) >= MAX_SALES:
+            del self._sales[next(iter(self._sales))]
 
     def closed(self) -> int:
         """How many sales this node answers `sold_out` for by itself now."""
