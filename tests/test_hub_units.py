@@ -178,7 +178,7 @@ def test_open_snapshot_projects_every_kind() -> None:
     assert state["polls"]["r.p1"]["tallies"] == [0, 4]
 
 
-def test_events_update_each_kind() -> None:
+async def test_events_update_each_kind() -> None:  # a sold-out event starts the gate's read (a task)
     c = commerce()
     c.state.loaded("r", snapshot())
     room = LocalRoom(name="r", epoch="e", flushed="0-0")
