@@ -20,7 +20,7 @@ from liveserver.core.auth import Identity
 from liveserver.core.config import Settings
 from liveserver.core.metrics import Metrics
 from liveserver.hub.direct import ws_frame
-from liveserver.hub.flush import may_flush_early, plan_flush
+from liveserver.hub.flush import counters_period, may_flush_early, plan_flush
 from liveserver.hub.hub import RoomHub
 from liveserver.hub.room import LocalRoom
 from liveserver.hub.viewer import Viewer
@@ -203,6 +203,12 @@ def test_tick_reads_only_open_objects() -> None:
 
 
 # -- adaptive flush ------------------------------------------------------------------------------
+def test_counts_alone_go_out_less_often_in_a_big_room() -> None:
+    assert counters_period(1000, 50, 2000) == 1.0  # a small room: LIVESERVER_COUNTERS_MS
+    assert counters_period(1000, 10_000, 2000) == 5.0  # 10,000 writes at most 2,000 a second
+    assert counters_period(0, 0, 2000) == 0.0  # 0: every tick, as documented
+
+
 def test_quiet_room_may_flush_early_busy_room_may_not() -> None:
     room = room_with()
     tick, coalesce = 0.1, 0.002

@@ -73,6 +73,7 @@ class Settings:
     webhook_per_hook_inflight: int = 8
     flush_coalesce_ms: int = 2  # a quiet room's event goes out this long after it arrives
     counters_ms: int = 1000  # a batch with only likes/online changes goes out at most this often
+    counter_frames: int = 2000  # ...and at most this many such frames a second per room and node
     gc_freeze: bool = True  # freeze full collections' survivors (core/gcpolicy.py)
     gc_sweep_s: int = 3600  # unfreeze and collect everything this often (0: never)
     adaptive_flush: bool = True  # False: every batch waits for the tick (as before)
@@ -125,6 +126,7 @@ class Settings:
             webhook_per_hook_inflight=_int("LIVESERVER_WEBHOOK_PER_HOOK_INFLIGHT", 8, 1),
             flush_coalesce_ms=_int("LIVESERVER_FLUSH_COALESCE_MS", 2, 0),
             counters_ms=_int("LIVESERVER_COUNTERS_MS", 1000, 0),
+            counter_frames=_int("LIVESERVER_COUNTER_FRAMES", 2000, 1),
             gc_freeze=_bool("LIVESERVER_GC_FREEZE", True),
             gc_sweep_s=_int("LIVESERVER_GC_SWEEP_S", 3600, 0),
             adaptive_flush=_bool("LIVESERVER_ADAPTIVE_FLUSH", True),

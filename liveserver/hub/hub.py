@@ -30,7 +30,7 @@ from liveserver.engine.errors import is_unavailable
 from liveserver.engine.streams import stream_reader
 from liveserver.hub.chat import visible
 from liveserver.hub.direct import ws_frame
-from liveserver.hub.flush import may_flush_early, plan_flush
+from liveserver.hub.flush import counters_period, may_flush_early, plan_flush
 from liveserver.hub.room import LocalRoom, StateSource, copy_state
 from liveserver.hub.viewer import Frame, Viewer, encode_frame
 
@@ -369,7 +369,8 @@ class RoomHub:
 
     def _flush(self, room: LocalRoom) -> None:
         now = asyncio.get_running_loop().time()
-        plan = plan_flush(room, self.sources, self.settings.danmaku_per_tick, now, self.settings.counters_ms / 1000)
+        every_s = counters_period(self.settings.counters_ms, len(room.viewers), self.settings.counter_frames)
+        plan = plan_flush(room, self.sources, self.settings.danmaku_per_tick, now, every_s)
         for user in plan.banned:
             self._kick(room, user)
         if plan.dropped:
