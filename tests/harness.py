@@ -138,6 +138,14 @@ class Node:
         self.stop(signal.SIGKILL)
 
 
+def metric(node: Node, name: str) -> float:
+    """One sample of the node's /metrics: `name` alone, or the first of its labelled series."""
+    for line in httpx.get(f"{node.http}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def node_env(redis_url: str | None, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESERVER_")}
     env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_TICK_MS": "50", "LIVESERVER_DEMO": "0",

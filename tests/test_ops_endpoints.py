@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
-from harness import Client, Node, RedisServer, create_room, free_port, node_env
+from harness import Client, Node, RedisServer, create_room, free_port, metric, node_env
 from waiting import wait_until, wait_until_sync
 
 
@@ -21,13 +21,6 @@ def ops_node(redis_server: RedisServer) -> Iterator[Node]:
     node = Node(port=free_port(), env=node_env(redis_server.url)).start()
     yield node
     node.kill()
-
-
-def metric(node: Node, name: str) -> float:
-    for line in httpx.get(f"{node.http}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def test_healthz_and_readyz(ops_node: Node) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websockets
 
-from harness import Node, RedisServer, admin_headers, create_room, free_port, node_env, token
+from harness import Node, RedisServer, admin_headers, create_room, free_port, metric, node_env, token
 from waiting import wait_until
 
 TICK_MS = 50
@@ -65,13 +65,6 @@ class Recorder:
 
     def notices(self) -> list[tuple[float, dict[str, Any]]]:
         return [(at, e) for at, f in self.frames if f["t"] == "batch" for e in f["events"] if e["k"] == "notice"]
-
-
-def metric(node: Node, name: str) -> float:
-    for line in httpx.get(f"{node.http}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} missing from /metrics")
 
 
 def slow_closes(node: Node) -> float:

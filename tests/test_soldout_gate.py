@@ -5,12 +5,10 @@ retry, a limit breach and a unit that comes back still go to Redis and get Redis
 from __future__ import annotations
 
 import asyncio
-import re
 
-import httpx
 import pytest
 
-from harness import Client, Node, RedisServer, create_room
+from harness import Client, Node, RedisServer, create_room, metric
 from test_commerce_sale import PRODUCTS, audit, make_sale
 from waiting import wait_until
 
@@ -19,13 +17,6 @@ from waiting import wait_until
 def redis_server(redis_backend: RedisServer) -> RedisServer:
     """Runs on one Redis and on a Redis Cluster (conftest.redis_backend)."""
     return redis_backend
-
-
-def metric(node: Node, name: str) -> float:
-    text = httpx.get(f"{node.http}/metrics", timeout=5).text
-    found = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert found, f"{name} is missing from /metrics"
-    return float(found.group(1))
 
 
 def gated(node: Node) -> float:
