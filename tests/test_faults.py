@@ -227,3 +227,32 @@ async def test_likes_given_while_redis_is_cut_are_counted_after(proxy: FaultProx
     await watcher.wait_state(lambda s: s.get("likes") == 5 + given, timeout=10)
     await watcher.close()
     await fan.close()
+
+
+async def test_likes_of_a_tick_that_timed_out_after_redis_ran_it_count_once(
+        proxy: FaultProxy, start_node: Callable[..., Node], redis_server: RedisServer, room_name: str) -> None:
+    """Redis answers slower than the tick waits (1 s here): each tick's counters call runs
+    in Redis but times out on the node, which reports again. The node reports its likes
+    total (tick.lua adds only what exceeds what it added before), so the likes count once;
+    a node that re-sent a delta added them once per timed-out tick."""
+    node = start_node(redis_url=proxy.url, LIVESERVER_OP_RATE="1000")
+    create_room(node, room_name)
+    fan = await Client.connect(node, room_name, user="fan")
+    assert (await fan.request("like", n=5))["ok"]
+    await fan.wait_state(lambda s: s.get("likes") == 5)
+
+    likes_key = f"lc:{{{room_name}}}:likes"
+    redis = redis_server.client()
+    proxy.set_latency(0.7)  # each way: a reply comes 1.4 s after its request, past the tick's 1 s
+    assert (await fan.request("like", timeout=10, n=7))["ok"]
+    # The likes reach Redis while reports of them time out on the node and are repeated.
+    assert node.log is not None
+    await wait_until(lambda: node.log.read_text(errors="replace").count("tick counters for") >= 3, timeout=15,
+                     what="three tick reports to time out")
+    await wait_until(lambda: redis.get(likes_key) == "12", timeout=15, what="the likes to reach Redis")
+    proxy.heal()
+    watcher = await Client.connect(node, room_name, user="watcher")
+    await watcher.wait_state(lambda s: s.get("likes") == 12, timeout=10)
+    assert redis.get(likes_key) == "12"
+    await watcher.close()
+    await fan.close()

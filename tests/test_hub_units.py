@@ -255,9 +255,13 @@ class TickEngine:
 
     def __init__(self) -> None:
         self.likes = 0
+        self.added: dict[tuple[str, str], int] = {}  # what tick.lua keeps in lc:{room}:likes-by-node
 
-    async def report_counters(self, room: str, node: str, likes: int, online: int, ttl_ms: int) -> tuple[int, int]:
-        self.likes += likes
+    async def report_counters(self, room: str, node: str, likes_taken: int, online: int, ttl_ms: int) -> tuple[int, int]:
+        added = self.added.get((room, node), 0)
+        if likes_taken > added:
+            self.likes += likes_taken - added
+            self.added[room, node] = likes_taken
         return self.likes, online
 
 

@@ -125,37 +125,6 @@ async def test_followup_lists_watchers_who_clicked_but_did_not_buy(start_node: C
     assert rep["followup"] == ["clicker"]
 
 
-N = 600
-
-
-async def test_archive_keeps_every_event_the_live_stream_trimmed(start_node: Callable[..., Node], room_name: str,
-                                                                  redis_server) -> None:  # type: ignore[no-untyped-def]
-    """The archiver copies within a pass (100 ms) what the stream holds (MAXLEN ~ 100
-    keeps 100..200 here); the default MAXLEN of 10,000 leaves far more room."""
-    node = start_node(LIVESERVER_STREAM_MAXLEN="100")
-    create_room(node, room_name)
-    async with httpx.AsyncClient(base_url=node.http, headers=admin_headers(), timeout=10) as http:
-        for i in range(N):
-            r = await http.post(f"/api/v1/rooms/{room_name}/notices", json={"text": f"n{i}"})
-            assert r.status_code == 201
-    client = redis_server.client()
-    assert client.xlen(f"lc:{{{room_name}}}:ev") < N  # the live stream was trimmed
-
-    def history() -> list[dict]:
-        events, after = [], ""
-        while True:
-            r = httpx.get(f"{node.http}/api/v1/rooms/{room_name}/history" + (f"?after={after}" if after else ""), timeout=10)
-            body = r.json()
-            events += body["events"]
-            if not body["more"]:
-                return events
-            after = body["events"][-1]["offset"]
-
-    events = await wait_until(lambda: (h := history()) and len(h) == N and h, timeout=10, what="the whole archive")
-    assert [e["text"] for e in events] == [f"n{i}" for i in range(N)]
-    assert all(a["offset"] < b["offset"] or len(a["offset"]) < len(b["offset"]) for a, b in zip(events, events[1:]))
-
-
 async def test_killed_node_sessions_end_at_its_last_heartbeat(start_node: Callable[..., Node], room_name: str) -> None:
     """A node killed with SIGKILL never records its leaves: its open sessions end at its
     last stats heartbeat (at most a second before it died), not when the report is read."""

@@ -3,7 +3,9 @@
 A viewer that joined while the room stream was empty resumes from "0-0"; that is only
 safe if trimming never dropped an event, which the room's `trimmed` flag records. Here
 every trim happens inside buy.lua (its sold-out `sale` events), so the flag must be set
-by every writer of the stream, not only by publish.lua.
+by every writer of the stream, not only by publish.lua. With no archiver running (the
+node runs none here), a writer trims at 10x MAXLEN; archive_copy.lua, which trims to MAXLEN
+once the archive holds everything, sets the flag too (tests/test_archive.py).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import httpx
 from harness import Client, RedisServer, admin_headers, create_room
 from liveserver.engine.keys import RoomKeys
 
-SALES = 60  # 60 `sale` events from creating + 60 sold-out events from buying: > 110 entries
+SALES = 110  # 110 `sale` events from creating + 110 sold-out events from buying: > 200 entries
 
 
 async def test_resume_from_zero_after_trim_by_sales_only(start_node, redis_server: RedisServer, room_name: str) -> None:
-    node = start_node(LIVESERVER_STREAM_MAXLEN="10", LIVESERVER_OP_RATE="500")
+    node = start_node(LIVESERVER_STREAM_MAXLEN="10", LIVESERVER_OP_RATE="500", LIVESERVER_ARCHIVE="0")
     create_room(node, room_name, products=[{"id": "p1", "title": "Mug", "price": 100}])
     early = await Client.connect(node, room_name, user="early")
     assert early.offset == "0-0"
@@ -26,8 +28,9 @@ async def test_resume_from_zero_after_trim_by_sales_only(start_node, redis_serve
 
     redis = redis_server.client()
     keys = RoomKeys(room_name)
-    # Stream nodes of exactly 100 entries, so `MAXLEN ~ 10` trims only once 110 entries
-    # exist: the first trim then happens in a buy, not while the sales are created.
+    # Stream nodes of exactly 100 entries, so the writers' `MAXLEN ~ 100` (10x MAXLEN)
+    # trims only once 200 entries exist: the first trim then happens in a buy, not while
+    # the sales are created.
     saved = redis.config_get("stream-node-max-*")
     redis.config_set("stream-node-max-bytes", 0)
     redis.config_set("stream-node-max-entries", 100)

@@ -100,7 +100,7 @@ class RoomEngine:
         self.stream_maxlen = stream_maxlen
         self.layout = layout
         self.webhooks = WebhookStore(redis, scripts, layout)  # webhook subscriptions, queue, deliveries
-        self.reports = ReportStore(redis, scripts, layout)  # live data, reports, the archive
+        self.reports = ReportStore(redis, scripts, stream_maxlen, layout)  # live data, reports, the archive
 
     async def ping(self) -> None:
         if self.layout.cluster:  # ready = every primary answers (every room can be served)
@@ -250,10 +250,12 @@ class RoomEngine:
         return (first[0][0] if first else None, bool(trimmed), [decode_entry(eid, f) for eid, f in entries])
 
     # -- counters ------------------------------------------------------------------
-    async def report_counters(self, room: str, node: str, likes_delta: int, online: int, node_ttl_ms: int) -> tuple[int, int]:
+    async def report_counters(self, room: str, node: str, likes_taken: int, online: int, node_ttl_ms: int) -> tuple[int, int]:
+        """Report this node's viewers and its likes total for `room` (tick.lua: a repeated
+        report adds nothing); returns the room's (likes, online)."""
         keys = RoomKeys(room)
         likes, total = await self.scripts.run(
-            "tick", [keys.likes, keys.online, keys.nodes], [node, likes_delta, online, node_ttl_ms]
+            "tick", [keys.likes, keys.online, keys.nodes, keys.likes_by_node], [node, likes_taken, online, node_ttl_ms]
         )
         return int(likes), int(total)
 

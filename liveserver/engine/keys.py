@@ -25,8 +25,16 @@ class RoomKeys:
         return self._k("ev")
 
     @property
+    def archive(self) -> str:  # stream: every room event, same ids as `events`, never trimmed
+        return self._k("archive")
+
+    @property
     def likes(self) -> str:  # string: like total
         return self._k("likes")
+
+    @property
+    def likes_by_node(self) -> str:  # hash: node -> its likes total already in `likes` (tick.lua)
+        return self._k("likes-by-node")
 
     @property
     def online(self) -> str:  # hash: node -> viewers

@@ -12,16 +12,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
-
-from redis.exceptions import ResponseError
 
 from liveserver.engine.commerce_keys import JobKeys
 from liveserver.engine.keys import Layout, RoomKeys
 from liveserver.engine.scripts import ScriptRunner
-
-ARCHIVE_GROUP = "archive"
 
 
 def _keys(room: str) -> list[str]:
@@ -33,12 +30,11 @@ ROOMS_PER_PASS = 20  # rooms an archive pass copies at most (see archive_pass)
 
 
 class ReportStore:
-    def __init__(self, redis: Any, scripts: ScriptRunner, layout: Layout | None = None) -> None:
+    def __init__(self, redis: Any, scripts: ScriptRunner, stream_maxlen: int, layout: Layout | None = None) -> None:
         self._redis = redis
         self.scripts = scripts
+        self.stream_maxlen = stream_maxlen  # the archiver trims a caught-up stream to this
         self.layout = layout or Layout()
-        self._groups: set[str] = set()
-        self._copied: dict[str, str] = {}  # room -> last id this archiver copied
 
     # -- per tick (hub) ------------------------------------------------------------------
     async def stats_tick(self, room: str, node: str, likes_delta: int, online: int,
@@ -93,13 +89,14 @@ class ReportStore:
 
     # -- archive ----------------------------------------------------------------------------
     async def history(self, room: str, after: str = "-", count: int = 5000) -> list[tuple[str, dict[str, str]]]:
-        """Events of the archive (complete), or of the live stream when nothing is archived yet."""
+        """Events of the archive, then of the live stream after the archive's last one (the
+        newest events, not copied yet): the room's whole history in order."""
         keys = RoomKeys(room)
-        for key in (keys.sub("archive"), keys.events):
-            rows = await self._redis.xrange(key, min=after, max="+", count=count)
-            if rows or key == keys.events:
-                return rows
-        return []
+        rows = await self._redis.xrange(keys.archive, min=after, max="+", count=count)
+        if len(rows) < count:
+            start = f"({rows[-1][0]}" if rows else after
+            rows += await self._redis.xrange(keys.events, min=start, max="+", count=count - len(rows))
+        return rows
 
     async def archive_rooms(self) -> list[str]:
         rooms: set[str] = set()
@@ -107,60 +104,29 @@ class ReportStore:
             rooms.update(await self._redis.smembers(index))
         return sorted(rooms)
 
-    async def archive_pass(self, rooms: list[str], consumer: str, count: int, reclaim_idle_ms: int,
-                           reclaim: bool = True) -> int:
-        """Copy new room events into each room's archive stream with the same ids
-        (consumer group `archive` on the live stream; re-copying an id is refused by
-        Redis, so a retry after a crash is harmless). Returns entries copied. Rooms whose
-        last event this archiver already copied are skipped (one HGET each); `reclaim`
-        also takes over entries another archiver left unacknowledged."""
+    async def archive_pass(self, rooms: list[str], count: int) -> tuple[int, bool]:
+        """Copy new room events into each room's archive stream with the same ids, and
+        trim each caught-up live stream to MAXLEN (archive_copy.lua: atomic, and ordered
+        by the archive's own last id, so any number of archivers may run). Rooms whose
+        last event is archived already are skipped (one HMGET each). Returns (events
+        copied, whether a room has more)."""
         pipe = self._redis.pipeline(transaction=False)
         for room in rooms:
-            pipe.hget(RoomKeys(room).meta, "last")
-        lasts = await pipe.execute()
-        behind = [(last, r) for r, last in zip(rooms, lasts) if last and (reclaim or self._copied.get(r) != last)]
+            pipe.hmget(RoomKeys(room).meta, "last", "archived_last")
+        metas = await pipe.execute()
+        behind = [(last, r) for r, (last, archived) in zip(rooms, metas) if last and last != archived]
         # Newest activity first, and a bounded number of rooms per pass: a backlog (an
         # archiver starting on a Redis with many rooms) is worked off over several short
         # passes instead of one pass that copies everything while live rooms wait.
         behind.sort(reverse=True, key=lambda lr: tuple(int(x) for x in lr[0].split("-")))
-        rooms = [r for _last, r in behind[:ROOMS_PER_PASS]]
-        ready = []
-        for room in rooms:
-            key = RoomKeys(room).events
-            if key not in self._groups:
-                try:  # not MKSTREAM: a room without events keeps no stream key
-                    await self._redis.xgroup_create(key, ARCHIVE_GROUP, id="0")
-                except ResponseError as exc:
-                    if "requires the key to exist" in str(exc):
-                        continue
-                    if "BUSYGROUP" not in str(exc):
-                        raise
-                self._groups.add(key)
-            ready.append(room)
-        rooms = ready
-        if not rooms:
-            return 0
-        pipe = self._redis.pipeline(transaction=False)
-        for room in rooms:
-            key = RoomKeys(room).events
-            if reclaim:
-                pipe.xautoclaim(key, ARCHIVE_GROUP, consumer, reclaim_idle_ms, "0-0", count=count)
-            pipe.xreadgroup(ARCHIVE_GROUP, consumer, {key: ">"}, count=count)
-        results = await pipe.execute()
-        per = 2 if reclaim else 1
-        copied = 0
-        for i, room in enumerate(rooms):
-            rows = [(e, f) for e, f in results[per * i][1] if f] if reclaim else []
-            rows += [(e, f) for _s, r in (results[per * i + per - 1] or []) for e, f in r if f]
-            if not rows:
-                continue
-            rows.sort(key=lambda row: tuple(int(x) for x in row[0].split("-")))
+        calls = []
+        for _last, room in behind[:ROOMS_PER_PASS]:
             keys = RoomKeys(room)
-            pipe = self._redis.pipeline(transaction=False)
-            for entry_id, fields in rows:
-                pipe.xadd(keys.sub("archive"), fields, id=entry_id)
-            results_add = await pipe.execute(raise_on_error=False)
-            copied += sum(1 for r in results_add if not isinstance(r, Exception))
-            await self._redis.xack(keys.events, ARCHIVE_GROUP, *[e for e, _ in rows])
-            self._copied[room] = rows[-1][0]
-        return copied
+            calls.append(self.scripts.run("archive_copy", [keys.events, keys.archive, keys.meta],
+                                          [count, self.stream_maxlen]))
+        copied, more = 0, False
+        for copied_now, room_more in await asyncio.gather(*calls):
+            copied += int(copied_now)
+            more = more or bool(room_more)
+        # More rooms than one pass takes: the next pass at once, while passes copy.
+        return copied, more or (len(behind) > ROOMS_PER_PASS and copied > 0)

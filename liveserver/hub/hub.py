@@ -52,6 +52,7 @@ class RoomHub:
         self._reader = stream_reader(engine, redis_url, self._on_events)
         self._tick_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
+        self._likes_taken: dict[str, int] = {}  # room -> likes total of its closed LocalRoom (tick.lua)
         self._clock_offset_ms = 0  # Redis time - this process's time, learnt from stats_tick replies
         self._next_tick = float("inf")  # loop time the tick loop runs next (adaptive flush)
         # How often a room's Redis counters are re-read: as often as counters go out, and
@@ -85,7 +86,7 @@ class RoomHub:
             except Exception:
                 pass
             try:
-                await asyncio.wait_for(self.engine.report_counters(room.name, self.node_id, room.likes_delta, 0, self.settings.node_ttl_ms), 1)
+                await asyncio.wait_for(self.engine.report_counters(room.name, self.node_id, room.likes_taken, 0, self.settings.node_ttl_ms), 1)
             except Exception:
                 pass
 
@@ -198,6 +199,7 @@ class RoomHub:
         specs = [spec for source in self.sources for spec in source.load_specs(name)]
         snap = await self.engine.open_room(name, self.settings.node_ttl_ms, specs)  # one round trip
         room = LocalRoom(name=name, epoch=snap.meta.get("epoch", ""), flushed=snap.last or ZERO)
+        room.likes_taken = room.likes_applied = self._likes_taken.get(name, 0)
         room.state = {"likes": snap.likes, "online": snap.online, "danmaku_dropped": 0}
         for source in self.sources:
             room.state.update(source.loaded(name, snap))
@@ -213,7 +215,8 @@ class RoomHub:
         self.rooms.pop(room.name, None)
         self._reader.remove(room.name)
         self.metrics.rooms.set(len(self.rooms))
-        task = asyncio.ensure_future(self.engine.report_counters(room.name, self.node_id, room.likes_delta, 0, self.settings.node_ttl_ms))
+        self._likes_taken[room.name] = room.likes_taken  # a reopened room counts on from here
+        task = asyncio.ensure_future(self.engine.report_counters(room.name, self.node_id, room.likes_taken, 0, self.settings.node_ttl_ms))
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
         if room.stats_out or room.stats_likes:  # the last leaves of the room, now
@@ -227,7 +230,7 @@ class RoomHub:
     # -- input from viewers ------------------------------------------------------------
     def like(self, viewer: Viewer, n: int) -> None:
         if viewer.room is not None:
-            viewer.room.likes_delta += n
+            viewer.room.likes_taken += n
 
     # -- the stream reader's callback ---------------------------------------------------
     def _on_events(self, room_name: str, events: list[Event]) -> None:
@@ -283,7 +286,7 @@ class RoomHub:
         # whose viewers came or went on this node reports at once (the online count).
         # Live data: one stats_tick per room and second (the joins, leaves and likes of the
         # last ten ticks; also the heartbeat), started in this same loop turn so it rides in
-        # the same auto-pipelined round trip as the counters, but not awaited: it never
+        # the same auto-pipelined round trips as the counters, but not awaited: it never
         # holds up a tick. The counters are re-read with it, so this node's entry in the
         # room's node list (tick.lua) is never older than its stats heartbeat: a report that
         # sees the node gone also sees its sessions ended (reports/report.py).
@@ -321,25 +324,26 @@ class RoomHub:
 
     async def _refresh_counters(self, rooms: list[LocalRoom]) -> None:
         calls = []
-        deltas = []
+        reported = []
         for room in rooms:
-            delta, room.likes_delta = room.likes_delta, 0
-            deltas.append(delta)
-            calls.append(self.engine.report_counters(room.name, self.node_id, delta, len(room.viewers), self.settings.node_ttl_ms))
+            reported.append(room.likes_taken)
+            calls.append(self.engine.report_counters(room.name, self.node_id, room.likes_taken, len(room.viewers),
+                                                     self.settings.node_ttl_ms))
         timeout = max(1.0, self.settings.tick_ms / 1000 * 5)
         try:
             results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout)
         except asyncio.TimeoutError as exc:
             results = [exc] * len(rooms)
-        for room, delta, result in zip(rooms, deltas, results):
+        for room, taken, result in zip(rooms, reported, results):
             if isinstance(result, BaseException):
-                # Kept for the next tick: a like given during a Redis outage is not lost. (A
-                # call that timed out after Redis ran it would count twice; a cut or a
-                # refused connection, the usual outage, never ran it.)
-                room.likes_delta += delta
-                log.warning("tick counters for %s failed (likes kept for the next tick): %s", room.name, str(result) or type(result).__name__)
+                # The next tick reports the total again: a like given during a Redis outage
+                # is not lost, and one this call added after all is not added twice.
+                log.warning("tick counters for %s failed (its likes go with the next tick): %s", room.name,
+                            str(result) or type(result).__name__)
                 continue
-            room.stats_likes += delta
+            if taken > room.likes_applied:
+                room.stats_likes += taken - room.likes_applied
+                room.likes_applied = taken
             room.state["likes"], room.state["online"] = result
 
     def _redis_ms(self) -> int:

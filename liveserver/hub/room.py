@@ -20,7 +20,10 @@ class LocalRoom:
     pending: list[Event] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     sent_state: dict[str, Any] = field(default_factory=dict)
-    likes_delta: int = 0
+    # Likes taken on this node for the room, in total since the node started (reopening
+    # the room continues it), and the total the last tick report came back for.
+    likes_taken: int = 0
+    likes_applied: int = 0
     idle_ticks: int = 0
     dropped: int = 0
     # live data (stats_tick.lua): session records since the last stats tick, likes for

@@ -6,21 +6,24 @@
 -- append_event(stream, meta, kind, body, maxlen, now) -> entry id
 --   stream  lc:{room}:ev    the room event stream
 --   meta    lc:{room}:meta  room hash: epoch, last, trimmed, n_<kind>
---   kind    event kind; body: the event body as JSON; maxlen: approximate length kept
+--   kind    event kind; body: the event body as JSON; maxlen: LIVESERVER_STREAM_MAXLEN
 --   now     Redis TIME in ms (the caller's, so `ts` agrees with what it wrote)
 -- Effects, in order:
 --   * a stream that had events and is gone now (flushed, lost on failover) means the
 --     history clients resume from is gone: a new epoch tells them not to trust `since`;
---   * XADD ... MAXLEN ~ maxlen;
+--   * XADD ... MAXLEN ~ APPEND_BACKLOG x maxlen: a writer trims only a backlog the archiver
+--     left far behind (none runs); trimming to maxlen is archive_copy.lua's, once every
+--     event is in the archive, so no event leaves the stream before it is archived;
 --   * `trimmed` = 1 once trimming ever dropped an entry (resume from "0-0" trusts it);
 --   * `last` = the new id; `n_<kind>` counts events per kind (stats).
+local APPEND_BACKLOG = 10
 local function append_event(stream, meta, kind, body, maxlen, now)
   if redis.call('EXISTS', stream) == 0 and redis.call('HEXISTS', meta, 'last') == 1 then
     local old = redis.call('HGET', meta, 'epoch') or ''
     redis.call('HSET', meta, 'epoch', string.sub(redis.sha1hex(old .. ':' .. now .. ':' .. stream), 1, 12))
   end
   local before = redis.call('XLEN', stream)
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'k', kind, 'ts', now, 'd', body)
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', tonumber(maxlen) * APPEND_BACKLOG, '*', 'k', kind, 'ts', now, 'd', body)
   if redis.call('XLEN', stream) <= before then
     redis.call('HSET', meta, 'trimmed', '1')
   end

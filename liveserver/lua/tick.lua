@@ -3,8 +3,12 @@
 -- KEYS[1]  lc:{room}:likes   room like total (string counter)
 -- KEYS[2]  lc:{room}:online  hash node -> viewers on that node
 -- KEYS[3]  lc:{room}:nodes   zset node -> last heartbeat ms (Redis TIME)
+-- KEYS[4]  lc:{room}:likes-by-node  hash node -> the node's likes total already added to KEYS[1]
+--                            (one field per node process that took likes in the room)
 -- ARGV[1]  node id
--- ARGV[2]  likes taken on this node since its last tick (>= 0)
+-- ARGV[2]  likes taken on this node for this room, in total since the node started: a
+--          total, not a delta, so a report that timed out after Redis ran it, and the
+--          next one that repeats it, add the likes once (only what exceeds the field)
 -- ARGV[3]  viewers on this node now (0 removes the node from the room)
 -- ARGV[4]  node ttl ms: a node silent for longer is dead and its viewers drop out
 --
@@ -12,7 +16,15 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local likes = redis.call('INCRBY', KEYS[1], ARGV[2])
+local taken = tonumber(ARGV[2])
+local added = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+local likes
+if taken > added then
+  likes = redis.call('INCRBY', KEYS[1], taken - added)
+  redis.call('HSET', KEYS[4], ARGV[1], taken)
+else
+  likes = tonumber(redis.call('GET', KEYS[1]) or '0')
+end
 
 local count = tonumber(ARGV[3])
 if count > 0 then

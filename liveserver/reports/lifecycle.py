@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
 from liveserver.commerce import Commerce
 from liveserver.commerce.sales import Sales
