@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import gc
 import socket
+import time
 import weakref
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +23,7 @@ import uvicorn
 from harness import SECRET, Client, RedisServer, admin_headers
 from liveserver.core.config import Settings
 from liveserver.core.gcpolicy import GcPolicy
+from liveserver.core.metrics import Metrics
 from liveserver.edge.app import create_app
 from liveserver.edge.lean import LeanHttpToolsProtocol, LeanWebSocketProtocol
 from waiting import wait_until
@@ -52,6 +54,50 @@ def test_survivors_of_a_full_collection_are_frozen_and_a_sweep_frees_frozen_cycl
         policy.uninstall()
     assert gc.get_freeze_count() == 0
     assert policy._on_gc not in gc.callbacks
+
+
+async def test_a_due_sweep_waits_while_the_node_is_busy_then_runs() -> None:
+    """A sweep is one long pause: while busy() says viewers race for a sale, it waits."""
+    busy = True
+    policy = GcPolicy(sweep_s=0.2, busy=lambda: busy, poll_s=0.01)
+    task = asyncio.create_task(policy.run())
+    try:
+        await wait_until(lambda: policy.busy_polls >= 5, timeout=5, what="a due sweep finding the node busy")
+        assert policy.sweeps == 0, "no sweep while the node is busy"
+        busy = False
+        await wait_until(lambda: policy.sweeps >= 1, timeout=5, what="the sweep once the node is quiet")
+    finally:
+        await _cancel(task)
+
+
+async def test_a_node_busy_for_a_whole_period_is_swept_anyway() -> None:
+    policy = GcPolicy(sweep_s=0.1, busy=lambda: True, poll_s=0.01)
+    started = time.monotonic()
+    task = asyncio.create_task(policy.run())
+    try:
+        await wait_until(lambda: policy.sweeps >= 1, timeout=5, what="a sweep despite the node being busy")
+        assert time.monotonic() - started >= 0.2  # one period, then one more waiting for a quiet moment
+        assert policy.busy_polls >= 1
+    finally:
+        await _cancel(task)
+
+
+def test_rush_ops_make_a_node_busy_for_its_sweep() -> None:
+    metrics = Metrics()
+    assert not metrics.rushing()
+    metrics.op_done("like", "ok")
+    assert not metrics.rushing(), "likes are not a rush"
+    metrics.op_done("buy", "sold_out")  # a refused buy is part of the rush too
+    assert metrics.rushing()
+    assert not metrics.rushing(within_s=0)
+
+
+async def _cancel(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
 
 
 def _free_port() -> int:

@@ -11,10 +11,8 @@ import uuid
 from typing import Any
 
 import redis
-from redis.asyncio import Redis
 
-from harness import RedisClusterServers, RedisServer
-from liveserver.engine.connect import cluster_client, cluster_url
+from harness import RedisClusterServers, RedisServer, async_redis
 from liveserver.engine.scripts import ScriptRunner
 
 
@@ -48,9 +46,7 @@ async def _storm(runner: ScriptRunner, rooms: list[str], n: int) -> None:
 
 
 async def test_a_storm_on_an_empty_script_cache_meets_no_noscript(redis_backend: RedisServer | RedisClusterServers) -> None:
-    url = redis_backend.url
-    plain = cluster_url(url)
-    client: Any = cluster_client(plain) if plain else Redis.from_url(url, decode_responses=True)
+    client = async_redis(redis_backend.url)
     rooms = [f"preload-{uuid.uuid4().hex[:8]}-{i}" for i in range(12)]
     try:
         _flush_scripts(redis_backend)

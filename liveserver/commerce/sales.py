@@ -153,21 +153,24 @@ class Sales(CommerceKind):
         keys = CommerceKeys(sale["room"])
         await self.store.rooms.publish(sale["room"], "sale", {"sale": sale_view(sale)}, once=(keys.sale(sale_id), flag))
 
+    def _refuse_if_late(self, shop: bool, sale_id: str, user: str, qty: int) -> None:
+        """buy.lua's own `sold_out` reply, when this node's sold-out gate knows it will be
+        the answer. Never with a shop-wide coupon: its hold runs before buy.lua and may
+        refuse first."""
+        if not shop and self.gate.refuses(sale_id, user, qty, now_ms()):
+            raise OpError(ErrorCode.SOLD_OUT, BUY_MESSAGES["sold_out"], stock=0)
+
     async def buy(self, room: str, sale_id: str, user: str, qty: int, key: str, coupon: str = "") -> dict[str, Any]:
         in_room(sale_id, room, "sale")
         shop = coupon.startswith("shop:") and self.shop_checkout is not None
         if coupon and not shop:
             in_room(coupon, room, "coupon")
-        # A shop-wide coupon is held before buy.lua runs, and that hold may refuse first.
-        gated = not shop
-        if gated and self.gate.refuses(sale_id, user, qty, now_ms()):
-            raise OpError(ErrorCode.SOLD_OUT, BUY_MESSAGES["sold_out"], stock=0)
+        self._refuse_if_late(shop, sale_id, user, qty)
         known = self.objects_of(room).get(sale_id, {}).get("stock")
         await self.gate.admit(sale_id, known if isinstance(known, int) else None)
         left = None
         try:
-            if gated and self.gate.refuses(sale_id, user, qty, now_ms()):  # it closed while this one waited
-                raise OpError(ErrorCode.SOLD_OUT, BUY_MESSAGES["sold_out"], stock=0)
+            self._refuse_if_late(shop, sale_id, user, qty)  # the gate may have closed while this one waited
             if shop:
                 assert self.shop_checkout is not None
                 reply = await self.shop_checkout(room, sale_id, user, qty, key, coupon)

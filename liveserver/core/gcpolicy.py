@@ -10,7 +10,9 @@ full collections become as cheap as young ones. Frozen objects are still freed b
 reference counting; only garbage in reference cycles could hide among them, and a closed
 viewer connection leaves none (edge/lean.py, hub/viewer.py `detach`). What hides anyway
 is freed by a sweep every LIVESERVER_GC_SWEEP_S (unfreeze, then one full collection: the
-one long pause, at a known rate).
+one long pause, at a known rate). The sweep waits while the node is busy in a way that
+pause would hurt (the app says: viewers racing for a flash sale's stock), for at most
+one more period, then sweeps anyway.
 """
 
 from __future__ import annotations
@@ -19,15 +21,22 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("liveserver.gc")
 
 
+QUIET_POLL_S = 1.0  # how often a due sweep checks whether the node is still busy
+
+
 class GcPolicy:
-    def __init__(self, sweep_s: float) -> None:
+    def __init__(self, sweep_s: float, busy: Callable[[], bool] | None = None, poll_s: float = QUIET_POLL_S) -> None:
         self.sweep_s = sweep_s
         self.freezes = 0
+        self.sweeps = 0
+        self.busy_polls = 0  # checks that found the node busy with a sweep due
+        self._busy = busy
+        self._poll_s = poll_s
         self._installed = False
 
     def install(self) -> None:
@@ -60,13 +69,28 @@ class GcPolicy:
         gc.unfreeze()
         found = gc.collect()
         pause = time.perf_counter() - started
+        self.sweeps += 1
         log.info("gc sweep: %d unreachable objects freed, %d frozen, %.3f s", found, gc.get_freeze_count(), pause)
         return pause
 
     async def run(self) -> None:
-        """Sweep every `sweep_s` (0: never)."""
+        """Sweep every `sweep_s` (0: never), each at the first quiet moment."""
         if self.sweep_s <= 0:
             return
         while True:
             await asyncio.sleep(self.sweep_s)
+            await self._quiet_moment()
             self.sweep()
+
+    async def _quiet_moment(self) -> None:
+        """Return once `busy()` says no, or one more sweep period has passed (a node that
+        is always busy still gets its sweep, at half the rate)."""
+        if self._busy is None:
+            return
+        deadline = time.monotonic() + self.sweep_s
+        while self._busy():
+            if time.monotonic() >= deadline:
+                log.warning("gc sweep: the node stayed busy for %.0f s; sweeping anyway", self.sweep_s)
+                return
+            self.busy_polls += 1
+            await asyncio.sleep(min(self._poll_s, self.sweep_s))

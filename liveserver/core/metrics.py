@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+# Ops where viewers race for limited stock: a node pause while they come is felt by every
+# buyer at once (the GC sweep waits for them to stop, core/gcpolicy.py).
+RUSH_OPS = frozenset({"buy", "claim", "enter", "group_join"})
 
 
 class Metrics:
@@ -31,6 +37,7 @@ class Metrics:
         self.sales_gated = Gauge("liveserver_sales_gated",
                                  "Sold-out sales whose late buyers this node answers without Redis", registry=r)
         self._op_counts: dict[tuple[str, str], Any] = {}
+        self.rush_op_at = -1e9  # time.monotonic() of the last RUSH_OPS op, answered or refused
 
     def op_done(self, op: str, result: str) -> None:
         """Count one op: `ops.labels(...)` looks the child up under a lock on every call,
@@ -40,6 +47,12 @@ class Metrics:
         if child is None:
             child = self._op_counts[(op, result)] = self.ops.labels(op, result)
         child.inc()
+        if op in RUSH_OPS:
+            self.rush_op_at = time.monotonic()
+
+    def rushing(self, within_s: float = 10.0) -> bool:
+        """Whether a RUSH_OPS op came in the last `within_s` seconds."""
+        return time.monotonic() - self.rush_op_at < within_s
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
