@@ -190,15 +190,22 @@ def test_offsets() -> None:
 
 # -- hypothesis: nothing but ProtocolError ------------------------------------------------
 
+# Named functions, not lambdas: hypothesis describes a lambda by parsing its source with
+# `ast`, which CPython 3.11.7 can fail with a SystemError (gh-106905; tests/test_fuzz_stateful.py).
+def _containers(inner: Any) -> Any:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
+def _with_some_op(d: dict[str, Any]) -> Any:
+    def put_op(op: str) -> dict[str, Any]:
+        return {**d, "op": op}
+    return st.sampled_from(sorted(OPS) + ["nope", ""]).map(put_op) | st.just(d)
+
+
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=20,
-)
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20), _containers, max_leaves=20)
 field_names = st.sampled_from(sorted({"op", "id", *(f for spec in OP_FIELDS.values() for f in spec)})) | st.text(max_size=6)
-op_frames = st.dictionaries(field_names, json_values, max_size=6).flatmap(
-    lambda d: st.sampled_from(sorted(OPS) + ["nope", ""]).map(lambda op: {**d, "op": op}) | st.just(d)
-)
+op_frames = st.dictionaries(field_names, json_values, max_size=6).flatmap(_with_some_op)
 
 
 def _only_protocol_errors(fn: Any, *args: Any) -> Any:
