@@ -11,9 +11,30 @@ from typing import Callable, Iterator
 
 import pytest
 
+import harness
 from harness import Node, RedisClusterServers, RedisServer, free_port, node_env
 
 _rooms = itertools.count(1)
+LOG_TAIL = 6000  # characters of each node's log in a failed test's report
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    harness.STARTED.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report ends with the log of every node it started: in CI that
+    log is the only trace of what a node (or its media child) was doing."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for node in harness.STARTED:
+        for path in node.logs():
+            if path.exists():
+                text = path.read_text(errors="replace")
+                report.sections.append((f"{path.name} ({call.when})", text[-LOG_TAIL:] or "(empty)"))
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,17 @@ from typing import Any
 
 import httpx
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 from loadtest.bench.cluster import free_cluster_port  # one port picker for tests and benchmarks
 import websockets
 
 from liveserver.core.auth import mint
+from liveserver.engine.connect import cluster_client, cluster_url
 from liveserver.engine.embedded import redis_binary
+from liveserver.engine.keys import RoomKeys
+from liveserver.media.child import media_log
+from tls import TlsFiles
 from waiting import wait_until_sync
 
 SECRET = "test-secret-not-for-production-0123456789"
@@ -81,6 +86,9 @@ class RedisServer:
         self.start()
 
 
+STARTED: list["Node"] = []  # the nodes the running test started: their logs go into a failure's report
+
+
 @dataclass
 class Node:
     """One liveserver process."""
@@ -101,6 +109,7 @@ class Node:
 
     def start(self, timeout: float = 20) -> "Node":
         self.log = Path(tempfile.mkstemp(prefix=f"lc-node-{self.port}-", suffix=".log")[1])
+        STARTED.append(self)
         out = open(self.log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "liveserver", "serve", "--port", str(self.port), "--log-level", "warning", *self.extra_args],
@@ -137,6 +146,14 @@ class Node:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def logs(self) -> list[Path]:
+        """This node's log and, when it runs a media child on a known port, the child's."""
+        found = [self.log] if self.log is not None else []
+        media_port = self.env.get("LIVESERVER_MEDIA_PORT")
+        if media_port:
+            found.append(media_log(media_port))
+        return found
+
 
 def metric(node: Node, name: str) -> float:
     """One sample of the node's /metrics: `name` alone, or the first of its labelled series."""
@@ -144,6 +161,19 @@ def metric(node: Node, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+def async_redis(url: str) -> Any:
+    """An asyncio client for a `redis://` or `redis+cluster://` URL, made as the node makes
+    its own (engine/connect.py): a test can hand it to a ScriptRunner directly."""
+    plain = cluster_url(url)
+    return cluster_client(plain) if plain else AsyncRedis.from_url(url, decode_responses=True)
+
+
+def archive_caught_up(client: Any, room: str) -> bool:
+    """Whether the archive holds the room's last event (archive_copy.lua's `archived_last`)."""
+    last, archived = client.hmget(RoomKeys(room).meta, "last", "archived_last")
+    return last is not None and last == archived
 
 
 def node_env(redis_url: str | None, **overrides: str) -> dict[str, str]:
@@ -314,17 +344,25 @@ def _die_with_parent() -> None:
 
 
 class ClusterNodeServer:
-    """One `redis-server --cluster-enabled yes` on 127.0.0.1:<port> (never 6379)."""
+    """One `redis-server --cluster-enabled yes` on 127.0.0.1:<port> (never 6379); with
+    `tls`, TLS only (clients and the cluster bus), from a `binary` built with TLS."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, tls: TlsFiles | None = None, binary: str | None = None) -> None:
         self.port = free_cluster_port()
         self.dir = base / str(self.port)
         self.dir.mkdir(parents=True)
+        self.tls = tls
+        self.binary = binary or redis_binary()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "ClusterNodeServer":
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cluster", "yes", "--tls-replication", "yes",
+                      "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                      "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+            [self.binary, *listen, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", str(self.dir / "nodes.conf"), "--cluster-node-timeout", "1000",
              "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
              "--logfile", str(self.dir / "redis.log")],
@@ -333,7 +371,7 @@ class ClusterNodeServer:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5, **tls_kwargs(self.tls))
 
     def pings(self) -> bool:
         try:
@@ -351,29 +389,43 @@ class ClusterNodeServer:
             self.proc.wait(timeout=10)
 
 
-class RedisClusterServers:
-    """3 masters + 3 replicas on random ports, formed with CLUSTER ADDSLOTSRANGE / MEET /
-    REPLICATE from Python (no redis-cli needed)."""
+def tls_kwargs(tls: TlsFiles | None) -> dict[str, Any]:
+    """redis-py client arguments for a TLS-only server (none without `tls`)."""
+    return {} if tls is None else {"ssl": True, "ssl_ca_certs": str(tls.ca)}
 
-    def __init__(self, masters: int = 3) -> None:
+
+class RedisClusterServers:
+    """3 masters + 3 replicas (or none) on random ports, formed with CLUSTER ADDSLOTS /
+    MEET / REPLICATE from Python (no redis-cli needed); with `tls`, TLS only."""
+
+    def __init__(self, masters: int = 3, replicas: bool = True, tls: TlsFiles | None = None,
+                 binary: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="lc-cluster-"))
-        self.nodes = [ClusterNodeServer(self.dir) for _ in range(masters * 2)]
+        self.nodes = [ClusterNodeServer(self.dir, tls, binary) for _ in range(masters * (2 if replicas else 1))]
         self.masters = masters
+        self.replicas = replicas
+        self.tls = tls
 
     @property
     def url(self) -> str:
+        if self.tls is not None:  # what a deployment on a TLS cluster sets, its CA in the query
+            return f"rediss+cluster://127.0.0.1:{self.nodes[0].port}?ssl_ca_certs={self.tls.ca}"
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def client(self) -> "redis.RedisCluster":
         """A sync cluster client (for a test's own reads and checks)."""
         live = next(n for n in self.nodes if n.alive())
-        return redis.RedisCluster(host="127.0.0.1", port=live.port, decode_responses=True, socket_timeout=5)
+        return redis.RedisCluster(host="127.0.0.1", port=live.port, decode_responses=True, socket_timeout=5,
+                                  **tls_kwargs(self.tls))
 
     def start(self) -> "RedisClusterServers":
         for n in self.nodes:
             n.start()
         for n in self.nodes:
-            wait_until_sync(n.pings, timeout=10, interval=0.05, what=f"cluster node {n.port} to answer PING")
+            wait_until_sync(lambda: n.pings() or not n.alive(), timeout=10, interval=0.05,
+                            what=f"cluster node {n.port} to answer PING")
+            if not n.alive():
+                raise RuntimeError(f"cluster node {n.port} exited: {(n.dir / 'redis.log').read_text(errors='replace')[-500:]}")
         masters, replicas = self.nodes[: self.masters], self.nodes[self.masters :]
         per = 16384 // self.masters
         for i, m in enumerate(masters):
@@ -386,7 +438,7 @@ class RedisClusterServers:
                                     for n in self.nodes), timeout=20, interval=0.1, what="every node to know the others")
         for m, r in zip(masters, replicas):
             r.client().execute_command("CLUSTER", "REPLICATE", m.client().execute_command("CLUSTER", "MYID"))
-        wait_until_sync(self.healthy, timeout=30, interval=0.1, what="cluster_state:ok with 3 replicas in sync")
+        wait_until_sync(self.healthy, timeout=30, interval=0.1, what="cluster_state:ok (and every replica in sync)")
         return self
 
     def healthy(self) -> bool:
@@ -399,7 +451,7 @@ class RedisClusterServers:
                 if "cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
                     return False
                 info = c.info("replication")
-                if info["role"] == "master" and c.execute_command("CLUSTER", "COUNTKEYSINSLOT", 0) is not None:
+                if self.replicas and info["role"] == "master" and c.execute_command("CLUSTER", "COUNTKEYSINSLOT", 0) is not None:
                     if int(info.get("connected_slaves", 0)) < 1 and self._has_slots(c):
                         return False
             except redis.RedisError:

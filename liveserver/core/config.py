@@ -78,6 +78,7 @@ class Settings:
     gc_sweep_s: int = 3600  # unfreeze and collect everything this often (0: never)
     adaptive_flush: bool = True  # False: every batch waits for the tick (as before)
     lean_ws: bool = True  # serve websockets with edge/lean.py's leaner per-connection state
+    stall_dump_s: int = 10  # a loop blocked this long dumps every thread's stack (0: off)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -131,4 +132,5 @@ class Settings:
             gc_sweep_s=_int("LIVESERVER_GC_SWEEP_S", 3600, 0),
             adaptive_flush=_bool("LIVESERVER_ADAPTIVE_FLUSH", True),
             lean_ws=_bool("LIVESERVER_LEAN_WS", True),
+            stall_dump_s=_int("LIVESERVER_STALL_DUMP_S", 10, 0),
         )

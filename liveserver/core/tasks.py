@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Awaitable
+import time
+from typing import Any, Awaitable, TypeVar
 
 log = logging.getLogger("liveserver")
+T = TypeVar("T")
+SLOW_STEP_S = 1.0
 
 
 async def cancel_and_wait(*tasks: "asyncio.Task[Any] | None") -> None:
@@ -40,3 +43,15 @@ async def within(seconds: float, what: str, *steps: Awaitable[Any]) -> bool:
         log.warning("%s: not finished after %.0f s; going on", what, seconds)
     return not pending
 
+
+async def timed(what: str, step: Awaitable[T]) -> T:
+    """Await `step`; log a warning naming it when it took over SLOW_STEP_S. Teardowns are
+    chains of awaits (closes, executor jobs, Redis writes): when one is slow, the log
+    says which."""
+    started = time.monotonic()
+    try:
+        return await step
+    finally:
+        took = time.monotonic() - started
+        if took > SLOW_STEP_S:
+            log.warning("%s took %.1f s", what, took)

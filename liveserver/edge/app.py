@@ -31,6 +31,7 @@ from liveserver.core.config import Settings
 from liveserver.core.http_api import API, error_response
 from liveserver.core.metrics import Metrics
 from liveserver.core.gcpolicy import GcPolicy
+from liveserver.core.stallwatch import StallWatch
 from liveserver.core.tasks import cancel_and_wait, within
 from liveserver.edge import pages
 from liveserver.edge.api import rooms as _rooms  # noqa: F401  (registers endpoints)
@@ -190,11 +191,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if archiver is not None:
                 archiver.start()
             # Many long-lived sockets: full GC collections must not walk them all (core/gcpolicy.py).
-            gc_policy = GcPolicy(settings.gc_sweep_s) if settings.gc_freeze else None
+            # Its sweep (one long pause) waits while viewers race for a sale's stock.
+            gc_policy = GcPolicy(settings.gc_sweep_s, busy=metrics_.rushing) if settings.gc_freeze else None
             gc_sweeps = None
             if gc_policy is not None:
                 gc_policy.install()
                 gc_sweeps = asyncio.create_task(gc_policy.run(), name="gc-sweep")
+            stall_watch = StallWatch(settings.stall_dump_s)
+            stall_watch.start()
             text = banner(settings, where, services)
             if text:
                 print(text, flush=True)
@@ -202,7 +206,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Together and bounded: a stop that hangs must not keep Ctrl-C from ending the
             # node (Redis, closed below, goes last).
             await within(10, "stopping the node", *(w.stop() for w in (webhooks, archiver, scheduler) if w is not None),
-                         hub.stop(), media_glue.aclose(), cancel_and_wait(gc_sweeps))
+                         hub.stop(), media_glue.aclose(), cancel_and_wait(gc_sweeps), stall_watch.stop())
             if gc_policy is not None:
                 gc_policy.uninstall()
         finally:

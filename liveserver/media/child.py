@@ -27,6 +27,11 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def media_log(port: int | str) -> Path:
+    """Where the media child on `port` writes its log (appended across restarts)."""
+    return Path(tempfile.gettempdir()) / f"liveserver-media-{port}.log"
+
+
 class MediaChild:
     """`liveserver media` run by a web node (the default single-command setup)."""
 
@@ -36,7 +41,7 @@ class MediaChild:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         self.url = (os.environ.get("LIVESERVER_MEDIA_PUBLIC_URL") or f"http://{shown}:{port}").rstrip("/")
         env = dict(os.environ, LIVESERVER_REDIS_URL=redis_url_, LIVESERVER_MEDIA_PUBLIC_URL=self.url)
-        self.log = Path(tempfile.gettempdir()) / f"liveserver-media-{port}.log"
+        self.log = media_log(port)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "liveserver", "media", "--host", host, "--port", str(port), "--log-level", "warning"],

@@ -14,6 +14,7 @@ class IngestHealth:
     frames: int = 0
     dropped_frames: int = 0  # frames the encoder could not keep up with
     packets_lost: int = 0  # RTP packets lost on the way in (WHIP)
+    decode_dropped: int = 0  # received frames dropped because the decoder was behind (WHIP)
     bytes_in: int = 0
     width: int = 0
     height: int = 0
@@ -57,6 +58,7 @@ class IngestHealth:
             "frames": self.frames,
             "dropped_frames": self.dropped_frames,
             "packets_lost": self.packets_lost,
+            "decode_dropped": self.decode_dropped,
             "encoded_frames": self.encoded_frames,
             "encode_ms_per_frame": round(1000 * self.encode_seconds / self.encoded_frames, 2) if self.encoded_frames else 0.0,
         }

@@ -18,11 +18,12 @@ from aiortc import RTCPeerConnection
 from liveserver.engine.linkmic_store import LinkmicStore
 from liveserver.engine.media_store import MediaStore, offline_state
 
+from liveserver.media.decodequeue import dropped_frames
 from liveserver.media.health import IngestHealth
 from liveserver.media.packets import PacketTrack
 from liveserver.media.pipeline import Pipeline
 from liveserver.media.sdp import OfferError
-from liveserver.media.server_deps import Cohost
+from liveserver.media.server_deps import Cohost, timed
 from liveserver.media.settings import MediaSettings
 from liveserver.media.webrtc import add_h264_sender, add_opus_sender, answer, close_pc, new_pc
 
@@ -143,6 +144,7 @@ class MediaRooms:
             elif stats.type == "inbound-rtp":
                 lost += int(getattr(stats, "packetsLost", 0) or 0)
         live.health.bytes_in, live.health.packets_lost = received, lost
+        live.health.decode_dropped = dropped_frames(live.pc.getReceivers())
 
     # -- a source starts --------------------------------------------------------------------
     async def _reserve(self, room: str, kind: str) -> Live:
@@ -220,22 +222,23 @@ class MediaRooms:
         live.ending = True
         log.info("live %s of %s ends: %s", live.id, room, reason)
         for guest in list(live.guests.values()):
-            await self.remove_guest(guest, "ended", announce=True)
+            await timed(f"ending {room}: removing guest {guest.user}", self.remove_guest(guest, "ended", announce=True))
         # together: each close may take up to webrtc.PC_CLOSE_TIMEOUT_S
-        await asyncio.gather(*(self._close_viewer(live, viewer) for viewer in list(live.viewers.values())))
+        await timed(f"ending {room}: closing the WHEP viewers",
+                    asyncio.gather(*(self._close_viewer(live, viewer) for viewer in list(live.viewers.values()))))
         if live.pipeline is not None:
-            await live.pipeline.close()
+            await timed(f"ending {room}: closing the pipeline", live.pipeline.close())
         if live.stopper is not None:
-            await asyncio.get_running_loop().run_in_executor(None, live.stopper)
+            await timed(f"ending {room}: stopping the remux", asyncio.get_running_loop().run_in_executor(None, live.stopper))
         if live.pc is not None:
-            await close_pc(live.pc, f"the publisher of {room}")
+            await timed(f"ending {room}: closing the publisher", close_pc(live.pc, f"the publisher of {room}"))
         self.lives.pop(room, None)
         self.sessions.pop(live.session, None)
         try:
             rec = self.rec_dir(room, live.id)
             poster = f"{self.url}/media/{room}/rec/{live.id}/poster.jpg" if (rec / "poster.jpg").exists() else None
             if live.media:
-                await self.store.add_recording(room, {
+                await timed(f"ending {room}: storing the recording", self.store.add_recording(room, {
                     "id": live.id,
                     "source": live.kind,
                     "started_ms": live.started_ms,
@@ -244,9 +247,9 @@ class MediaRooms:
                     "height": live.media.get("height", 0),
                     "hls": f"{self.url}/media/{room}/rec/{live.id}/index.m3u8",
                     "poster": poster,
-                })
-                await self.store.set_state(room, offline_state(poster))
-            await self.store.release(room, self.url)
+                }))
+                await timed(f"ending {room}: announcing it", self.store.set_state(room, offline_state(poster)))
+            await timed(f"ending {room}: releasing the room", self.store.release(room, self.url))
         finally:
             shutil.rmtree(self.live_dir(room, live.id), ignore_errors=True)
         return True

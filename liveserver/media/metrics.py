@@ -17,6 +17,7 @@ GAUGES = {
     "keyframe_interval_s": "Seconds between the last two ingest keyframes",
     "dropped_frames": "Ingest frames dropped because the encoder was behind",
     "packets_lost": "Ingest RTP packets lost",
+    "decode_dropped": "Ingest frames dropped because the decoder was behind (then up to a keyframe)",
     "frames": "Ingest frames received",
     "encode_ms_per_frame": "Mean encode time per frame (ms)",
 }

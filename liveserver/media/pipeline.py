@@ -33,10 +33,11 @@ from av.audio.resampler import AudioResampler
 
 from liveserver.media.audio import RATE, AudioEncoders
 from liveserver.media.compose import compose
-from liveserver.media.encoder import TIME_BASE, H264Encoder, copy_packet, jpeg
+from liveserver.media.encoder import H264Encoder, copy_packet, jpeg
 from liveserver.media.health import IngestHealth
 from liveserver.media.hls import HlsWriter
 from liveserver.media.packets import Encoded, Fanout
+from liveserver.media.server_deps import timed
 from liveserver.media.settings import MediaSettings
 
 log = logging.getLogger("liveserver.media.pipeline")
@@ -331,10 +332,12 @@ class Pipeline:
             while not slots.empty():
                 slots.get_nowait()
             slots.put_nowait(None)  # type: ignore[arg-type]
-        await asyncio.gather(self._encode_task, self._audio_task, *self._tasks, return_exceptions=True)
+        await timed("the pipeline's tasks ending",
+                    asyncio.gather(self._encode_task, self._audio_task, *self._tasks, return_exceptions=True))
         self.fanout.close()
         self.audio_fanout.close()
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._finish)
+        await timed("flushing the encoder and closing HLS",
+                    asyncio.get_running_loop().run_in_executor(self._pool, self._finish))
         self._pool.shutdown(wait=False)
 
 

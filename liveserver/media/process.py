@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 from typing import AsyncIterator
 
 from redis.asyncio import Redis
@@ -22,7 +21,7 @@ from liveserver.engine.media_store import MediaStore
 from liveserver.media import metrics
 from liveserver.media.live import MediaRooms
 from liveserver.media.routes import media_routes
-from liveserver.media.server_deps import RoomEngine, ScriptRunner, Settings
+from liveserver.media.server_deps import RoomEngine, ScriptRunner, Settings, StallWatch
 from liveserver.media.settings import MediaSettings
 
 log = logging.getLogger("liveserver.media")
@@ -53,6 +52,8 @@ def create_media_app(media: MediaSettings | None = None) -> Starlette:
         app.state.rooms = rooms
         app.state.registry = metrics.registry(rooms)
         rooms.start()
+        stall_watch = StallWatch(settings.stall_dump_s)
+        stall_watch.start()
         rtmp = None
         if media.rtmp_port:
             from liveserver.media.rtmp import RtmpServer
@@ -65,6 +66,7 @@ def create_media_app(media: MediaSettings | None = None) -> Starlette:
             if rtmp is not None:
                 await rtmp.stop()
             await rooms.stop()
+            await stall_watch.stop()
             await redis.aclose()
 
     async def healthz(request: Request) -> Response:

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from liveserver.media import files, whep, whip
-from liveserver.media.http import CORS, Denied, error, host_of
+from liveserver.media.http import CORS, Denied, host_of
 from liveserver.media.live import MediaRooms
 from liveserver.media.web import API, _secret, recordings
 

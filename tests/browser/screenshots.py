@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent.parent)]  # tests, harness, the checkout (no install needed)
 
 from browserkit import BROWSER_ENV, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, PRODUCTS, host_api  # noqa: E402
 from harness import ROOT, Node, RedisServer, create_room, free_port, node_env, token  # noqa: E402

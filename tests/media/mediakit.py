@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import av
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack, rtcrtpreceiver
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -186,3 +187,75 @@ def segment_audio(data: bytes) -> str | None:
             return None
         assert len(list(container.decode(audio=0))) >= 30  # ~47 AAC frames a second
         return container.streams.audio[0].codec_context.name
+
+
+class SlowDecoder:
+    """aiortc's own decoder, 100 ms a frame: a receiver on a box too busy to keep up."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.errors = 0
+
+    def decode(self, frame: Any) -> Any:
+        time.sleep(0.1)
+        try:
+            return self.real.decode(frame)
+        except av.FFmpegError:
+            self.errors += 1
+            raise
+
+
+def slow_decoders(monkeypatch: Any) -> list[SlowDecoder]:
+    """Make every aiortc receiver's decoder a SlowDecoder from now on; the list fills with them."""
+    made: list[SlowDecoder] = []
+    real_get_decoder = rtcrtpreceiver.get_decoder
+
+    def slow(codec: Any) -> SlowDecoder:
+        made.append(SlowDecoder(real_get_decoder(codec)))
+        return made[-1]
+
+    monkeypatch.setattr(rtcrtpreceiver, "get_decoder", slow)
+    return made
+
+
+@dataclass
+class LocalPair:
+    """An aiortc publisher of testsrc and a server-side peer answered by the media
+    process's own `webrtc.answer`, in this process; `frames` holds (time, keyframe,
+    size) of each frame the server decoded."""
+
+    publisher: RTCPeerConnection
+    server: RTCPeerConnection
+    player: MediaPlayer
+    frames: list[tuple[float, bool, tuple[int, int]]] = field(default_factory=list)
+    first: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def connect(cls) -> "LocalPair":
+        from liveserver.media import webrtc
+
+        player = MediaPlayer("testsrc=size=320x240:rate=30", format="lavfi")
+        pair = cls(new_pc(), new_pc(), player)
+        h264_only(pair.publisher.addTransceiver(player.video, direction="sendonly"))
+        pair.server.on("track", pair._on_track)
+        sdp = await webrtc.answer(pair.server, await offer_sdp(pair.publisher))
+        await pair.publisher.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        return pair
+
+    def _on_track(self, track: Any) -> None:
+        async def read() -> None:
+            try:
+                while True:
+                    frame = await track.recv()
+                    self.frames.append((time.monotonic(), bool(frame.key_frame), (frame.width, frame.height)))
+                    self.first.set()
+            except MediaStreamError:
+                self.ended.set()
+
+        asyncio.ensure_future(read())
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        await self.server.close()
+        self.player.video.stop()
