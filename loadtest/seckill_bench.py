@@ -442,7 +442,19 @@ async def _generate(spec: GenSpec, pipe: Any) -> None:
     pipe.send(result)
 
 
-def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int]]) -> dict[str, Any]:
+def _profile_nodes(pids: list[int], out_dir: str | None, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """`--profile DIR`: py-spy samples each node for the measured window only (not the
+    buyers' connecting), as collapsed stacks in DIR/node-<pid>.txt."""
+    if not out_dir:
+        return []
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, math.ceil(seconds))),
+                              "--rate", "250", "--format", "raw", "--output", str(Path(out_dir) / f"node-{pid}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
+def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int]],
+                    profile: str | None = None) -> dict[str, Any]:
     """Start `generators` buyer processes, wait until all are connected, start them together."""
     ctx = mp.get_context("spawn")
     procs, pipes = [], []
@@ -463,9 +475,12 @@ def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int
         start_at = time.time() + 0.3
         for p in pipes:
             p.send(start_at)
+        spies = _profile_nodes(cpu_pids["node"], profile, spec.window_s + 1.5 if spec.mode == "rush" else spec.seconds)
         time.sleep(max(0.0, start_at - time.time()))
         with CpuMeter({**cpu_pids, "client": [proc.pid for proc in procs]}) as cpu:
             results: list[GenResult] = [p.recv() for p in pipes]
+        for spy in spies:
+            spy.wait(timeout=60)
     finally:
         join_generators(procs, timeout=10)
     hist = _hist()
@@ -580,7 +595,7 @@ def _throughput(args: argparse.Namespace) -> int:
             raw = asyncio.run(_raw(servers.redis_url, room, sale, args.seconds, args.concurrency))
         raw["cpu"] = c2.percent
         spec = GenSpec("throughput", args.client, servers.ports, room, sale, list(range(args.buyers)), seconds=args.seconds)
-        through = _through_server(spec, args.generators, pids)
+        through = _through_server(spec, args.generators, pids, args.profile)
         audit = servers.audit(sale)
     finally:
         servers.close()
@@ -632,7 +647,7 @@ def _rush(args: argparse.Namespace) -> int:
         spec = GenSpec("rush", args.client, servers.ports, room, sale, list(range(args.buyers)),
                        window_s=args.window_ms / 1000)
         t0 = time.perf_counter()
-        through = _through_server(spec, generators, pids)
+        through = _through_server(spec, generators, pids, args.profile)
         audit = servers.audit(sale)
         through["gated"] = servers.buys_gated()
         _ = t0
@@ -684,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=0, help="rush: nodes (default: as many as the buyers need)")
     parser.add_argument("--webhooks", action="store_true", help="keep the node's webhook relay on")
     parser.add_argument("--json", help="also write the result here")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy each node over the measured window (collapsed stacks in DIR/node-<pid>.txt)")
     args = parser.parse_args(argv)
     if args.buyers is None:
         args.buyers = 20_000 if args.mode == "rush" else 200
