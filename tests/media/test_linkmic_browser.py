@@ -6,6 +6,7 @@ publishes with its co-host token, and the watching viewer page's video shows the
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -131,3 +132,41 @@ async def test_console_go_live_and_linkmic(start_media_node, room_name, tmp_path
             await guest_browser.close()
             await host_browser.close()
     assert not errors, errors
+
+
+async def test_take_requests_click_stays_while_its_put_is_on_the_way(start_media_node, room_name) -> None:
+    """The console redraws its link-mic panel from the room state every 300 ms. A click
+    on "Take requests" whose PUT has not reached the state yet must not be undone by a
+    redraw (it was: on a busy box the box flipped back before Playwright's check() saw it)."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+    from playwright.async_api import async_playwright
+
+    node = start_media_node()
+    create_room(node, room_name, PRODUCTS)
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_put(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.method == "PUT":
+            held.set()
+            await asyncio.wait_for(release.wait(), 30)
+        await route.continue_()
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            page = await (await browser.new_context(viewport=DESKTOP, device_scale_factor=1)).new_page()
+            await page.route("**/linkmic", hold_the_put)
+            await page.goto(f"{node.http}/console/{room_name}?token={token('host', 'host', name='Host', room=room_name)}")
+            await page.wait_for_selector("#linkmic-queue li.empty", timeout=20_000)  # the panel shows the state
+            await page.click("#linkmic-allow")
+            await asyncio.wait_for(held.wait(), 10)
+            # Three redraws while the PUT is held (the state still says "not allowed"):
+            # the box must stay checked.
+            with pytest.raises(PlaywrightTimeout):
+                await page.wait_for_function("!document.querySelector('#linkmic-allow').checked", timeout=1000)
+            release.set()
+            await page.wait_for_function("window.liveClient.state.linkmic.allow === true", timeout=20_000)
+            assert await page.is_checked("#linkmic-allow")
+        finally:
+            release.set()
+            await browser.close()

@@ -94,15 +94,23 @@ export function setupGoLive({ room, token }) {
     try {
       await fn();
       say(lmOut, label, "ok");
+      return true;
     } catch (err) {
       say(lmOut, `${label} failed: ${err.message}`, "err");
+      return false;
     }
   }
   let lastKey = "";
+  let shownAllow = null;  // the server's `allow` last put in the checkbox
   function renderLinkmic() {
     const lm = window.liveClient?.state?.linkmic;
     if (!lm) return;
-    $("linkmic-allow").checked = lm.allow;
+    // Only when the server's value changes: a state frame that comes while the host's
+    // own click is on its way (still the old value) must not undo that click.
+    if (lm.allow !== shownAllow) {
+      shownAllow = lm.allow;
+      $("linkmic-allow").checked = lm.allow;
+    }
     const key = JSON.stringify(lm);
     if (key === lastKey) return;
     lastKey = key;
@@ -123,8 +131,12 @@ export function setupGoLive({ room, token }) {
     }
     $("linkmic-queue").replaceChildren(...(rows.length ? rows : [el("li", { class: "empty", text: "Nobody has asked yet" })]));
   }
-  $("linkmic-allow").addEventListener("change", (e) =>
-    act(e.target.checked ? "Requests open" : "Requests closed", () => api("PUT", "/linkmic", { allow: e.target.checked })));
+  $("linkmic-allow").addEventListener("change", async (e) => {
+    const box = e.target;
+    const want = box.checked;
+    const ok = await act(want ? "Requests open" : "Requests closed", () => api("PUT", "/linkmic", { allow: want }));
+    if (!ok && shownAllow !== null) box.checked = shownAllow;  // refused: show what the server has
+  });
 
   async function stats() {
     try {
