@@ -16,6 +16,8 @@ from harness import Node, RedisClusterServers, RedisServer, free_port, node_env
 
 _rooms = itertools.count(1)
 LOG_TAIL = 6000  # characters of each node's log in a failed test's report
+SUMMARY_TAIL = 1500  # ... and in the summary at the end of the run
+_FAILED_LOGS: list[tuple[str, str, str]] = []  # (test, log file, its tail) for that summary
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -35,6 +37,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if path.exists():
                 text = path.read_text(errors="replace")
                 report.sections.append((f"{path.name} ({call.when})", text[-LOG_TAIL:] or "(empty)"))
+                if text.strip():
+                    _FAILED_LOGS.append((report.nodeid, path.name, text[-SUMMARY_TAIL:]))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The failed tests' node logs once more, short, at the very end of the output: a CI
+    page that shows only the head and the tail of a long run still shows them."""
+    if not _FAILED_LOGS:
+        return
+    terminalreporter.section("node logs of the failed tests (tails)")
+    for nodeid, name, text in _FAILED_LOGS:
+        terminalreporter.write_line(f"--- {nodeid}: {name}")
+        terminalreporter.write_line(text.rstrip() or "(empty)")
 
 
 @pytest.fixture(scope="session")

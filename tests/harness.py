@@ -179,7 +179,10 @@ def archive_caught_up(client: Any, room: str) -> bool:
 def node_env(redis_url: str | None, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVESERVER_")}
     env.update({"LIVESERVER_SECRET": SECRET, "LIVESERVER_TICK_MS": "50", "LIVESERVER_DEMO": "0",
-                "LIVESERVER_MEDIA": "0"})  # no media child unless a test asks (tests/media)
+                "LIVESERVER_MEDIA": "0",  # no media child unless a test asks (tests/media)
+                # A loop blocked this long leaves every thread's stack in the node's log
+                # (core/stallwatch.py): shorter than the tests' request timeouts.
+                "LIVESERVER_STALL_DUMP_S": "4"})
     if redis_url:
         env["LIVESERVER_REDIS_URL"] = redis_url
     env.update(overrides)

@@ -40,8 +40,14 @@ async def within(seconds: float, what: str, *steps: Awaitable[Any]) -> bool:
     for task in pending:
         task.cancel()
     if pending:
-        log.warning("%s: not finished after %.0f s; going on", what, seconds)
+        log.warning("%s: not finished after %.0f s (%s); going on", what, seconds, ", ".join(sorted(_name(t) for t in pending)))
     return not pending
+
+
+def _name(task: "asyncio.Future[Any]") -> str:
+    """What a pending step is, for the log: its coroutine's name."""
+    coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+    return getattr(coro, "__qualname__", None) or repr(task)
 
 
 async def timed(what: str, step: Awaitable[T]) -> T:

@@ -206,7 +206,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Together and bounded: a stop that hangs must not keep Ctrl-C from ending the
             # node (Redis, closed below, goes last).
             await within(10, "stopping the node", *(w.stop() for w in (webhooks, archiver, scheduler) if w is not None),
-                         hub.stop(), media_glue.aclose(), cancel_and_wait(gc_sweeps), stall_watch.stop())
+                         hub.stop(), media_glue.aclose(), cancel_and_wait(gc_sweeps))
+            await stall_watch.stop()  # last: a stop that blocks the loop is caught too
             if gc_policy is not None:
                 gc_policy.uninstall()
         finally:

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger("liveserver.media")
 
 
 def _die_with_parent() -> None:
@@ -57,6 +60,7 @@ class MediaChild:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                log.warning("the media process (pid %d) did not stop within %.0f s of SIGTERM; killing it", self.proc.pid, timeout)
                 self.proc.kill()
                 self.proc.wait(timeout=5)
 
