@@ -37,10 +37,11 @@ async def within(seconds: float, what: str, *steps: Awaitable[Any]) -> bool:
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s: %s", what, task.exception())
+    if pending:
+        log.warning("%s: not finished after %.0f s (%s); going on. Where the tasks wait:\n%s", what, seconds,
+                    ", ".join(sorted(_name(t) for t in pending)), _all_waiting())
     for task in pending:
         task.cancel()
-    if pending:
-        log.warning("%s: not finished after %.0f s (%s); going on", what, seconds, ", ".join(sorted(_name(t) for t in pending)))
     return not pending
 
 
@@ -48,6 +49,26 @@ def _name(task: "asyncio.Future[Any]") -> str:
     """What a pending step is, for the log: its coroutine's name."""
     coro = task.get_coro() if isinstance(task, asyncio.Task) else None
     return getattr(coro, "__qualname__", None) or repr(task)
+
+
+def _where(task: "asyncio.Task[Any]") -> str:
+    """Where a task waits: its await chain of coroutines, outermost first (a Task's own
+    stack shows its outermost frame only)."""
+    lines = [f"  task {task.get_name()}:\n"]
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}\n")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "".join(lines)
+
+
+def _all_waiting(limit: int = 40) -> str:
+    """Where every task of the loop waits (a stop that hangs usually waits on another task)."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    return "".join(_where(t) for t in tasks[:limit])
 
 
 async def timed(what: str, step: Awaitable[T]) -> T:

@@ -29,6 +29,8 @@ from liveserver.media.webrtc import add_h264_sender, add_opus_sender, answer, cl
 
 log = logging.getLogger("liveserver.media")
 
+RESTART_WAIT_S = 15.0  # a new publish of a room waits this long for its old live's teardown
+
 
 class Busy(Exception):
     """The room already has a live source (here or on another media process)."""
@@ -76,7 +78,13 @@ class Live:
     viewers: dict[str, WhepViewer] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)  # state.media while live
     ending: bool = False
+    ended: "asyncio.Task[None] | None" = None  # the end's teardown (MediaRooms.end), once started
     guests: dict[str, GuestSession] = field(default_factory=dict)  # link-mic guests by user
+
+
+def _log_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("ending a live failed", exc_info=task.exception())
 
 
 class MediaRooms:
@@ -148,6 +156,11 @@ class MediaRooms:
 
     # -- a source starts --------------------------------------------------------------------
     async def _reserve(self, room: str, kind: str) -> Live:
+        previous = self.lives.get(room)
+        if previous is not None and previous.ended is not None:
+            # A publisher that stops and starts again at once: its new live waits for the
+            # old one's teardown (a DELETE answers before that may be done).
+            await asyncio.wait([previous.ended], timeout=RESTART_WAIT_S)
         if room in self.lives:
             raise Busy("this room is already live")
         owner = await self.store.claim(room, self.url, self.settings.owner_ttl_ms)
@@ -215,25 +228,51 @@ class MediaRooms:
             self._bg.add(task)
             task.add_done_callback(self._bg.discard)
 
-    async def end(self, room: str, reason: str) -> bool:
+    def _start_end(self, room: str, reason: str) -> "tuple[Live, bool] | None":
+        """The live of `room` and whether this call started its end (None: no live).
+        The teardown runs as a task of its own: a caller that goes away (a DELETE whose
+        client hung up, a request timeout) cannot cut it half way."""
         live = self.lives.get(room)
-        if live is None or live.ending:
-            return False
+        if live is None:
+            return None
+        if live.ended is not None:
+            return live, False
         live.ending = True
+        live.ended = asyncio.ensure_future(self._end(room, live, reason))
+        live.ended.add_done_callback(_log_failure)
+        return live, True
+
+    async def end(self, room: str, reason: str) -> bool:
+        """End the live of `room` and wait for its teardown; True if this call ended it."""
+        started = self._start_end(room, reason)
+        if started is None:
+            return False
+        live, first = started
+        assert live.ended is not None
+        await asyncio.shield(live.ended)
+        return first
+
+    async def end_within(self, room: str, reason: str, seconds: float) -> bool:
+        """End the live of `room`, waiting at most `seconds` for its teardown (which goes
+        on in the background); True when it is done."""
+        started = self._start_end(room, reason)
+        if started is None:
+            return True
+        live = started[0]
+        assert live.ended is not None
+        done, _ = await asyncio.wait([live.ended], timeout=seconds)
+        if not done:
+            log.warning("the end of live %s of %s takes over %.0f s; answering now, it goes on", live.id, room, seconds)
+        return bool(done)
+
+    async def _end(self, room: str, live: Live, reason: str) -> None:
         log.info("live %s of %s ends: %s", live.id, room, reason)
-        for guest in list(live.guests.values()):
-            await timed(f"ending {room}: removing guest {guest.user}", self.remove_guest(guest, "ended", announce=True))
-        # together: each close may take up to webrtc.PC_CLOSE_TIMEOUT_S
-        await timed(f"ending {room}: closing the WHEP viewers",
-                    asyncio.gather(*(self._close_viewer(live, viewer) for viewer in list(live.viewers.values()))))
-        if live.pipeline is not None:
-            await timed(f"ending {room}: closing the pipeline", live.pipeline.close())
-        if live.stopper is not None:
-            await timed(f"ending {room}: stopping the remux", asyncio.get_running_loop().run_in_executor(None, live.stopper))
-        if live.pc is not None:
-            await timed(f"ending {room}: closing the publisher", close_pc(live.pc, f"the publisher of {room}"))
-        self.lives.pop(room, None)
-        self.sessions.pop(live.session, None)
+        try:
+            await self._stop_sources(room, live)
+        finally:  # even after an error: the room must not stay taken by a live that is gone
+            if self.lives.get(room) is live:
+                del self.lives[room]
+            self.sessions.pop(live.session, None)
         try:
             rec = self.rec_dir(room, live.id)
             poster = f"{self.url}/media/{room}/rec/{live.id}/poster.jpg" if (rec / "poster.jpg").exists() else None
@@ -252,7 +291,19 @@ class MediaRooms:
             await timed(f"ending {room}: releasing the room", self.store.release(room, self.url))
         finally:
             shutil.rmtree(self.live_dir(room, live.id), ignore_errors=True)
-        return True
+
+    async def _stop_sources(self, room: str, live: Live) -> None:
+        for guest in list(live.guests.values()):
+            await timed(f"ending {room}: removing guest {guest.user}", self.remove_guest(guest, "ended", announce=True))
+        # together: each close may take up to webrtc.PC_CLOSE_TIMEOUT_S
+        await timed(f"ending {room}: closing the WHEP viewers",
+                    asyncio.gather(*(self._close_viewer(live, viewer) for viewer in list(live.viewers.values()))))
+        if live.pipeline is not None:
+            await timed(f"ending {room}: closing the pipeline", live.pipeline.close())
+        if live.stopper is not None:
+            await timed(f"ending {room}: stopping the remux", asyncio.get_running_loop().run_in_executor(None, live.stopper))
+        if live.pc is not None:
+            await timed(f"ending {room}: closing the publisher", close_pc(live.pc, f"the publisher of {room}"))
 
     async def end_session(self, session: str) -> bool:
         live = self.sessions.get(session)

@@ -15,6 +15,9 @@ from liveserver.media.sdp import OfferError, parse_offer
 from liveserver.media.server_deps import AuthError, is_cohost_token, valid_room, verify_cohost
 
 
+DELETE_WAIT_S = 5.0
+
+
 def _rooms(request: Request) -> MediaRooms:
     return request.app.state.rooms
 
@@ -80,7 +83,9 @@ async def whip_delete(request: Request) -> Response:
     live = rooms.sessions.get(request.path_params["session"])
     if live is None or live.room != request.path_params["room"]:
         return error(404, "not_found", "no such WHIP session")
-    await rooms.end(live.room, "deleted by the publisher")
+    # The answer waits for the teardown (the recording stored, the room offline) at most
+    # DELETE_WAIT_S; a slower one goes on, and a new publish of the room waits for it.
+    await rooms.end_within(live.room, "deleted by the publisher", DELETE_WAIT_S)
     return Response(status_code=200, headers=CORS)
 
 
