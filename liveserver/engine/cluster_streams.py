@@ -24,7 +24,7 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.exceptions import AskError, ClusterDownError, SlotNotCoveredError, TryAgainError
 
-from liveserver.core.tasks import cancel_and_wait
+from liveserver.core.tasks import cancel_and_wait, cancel_soon
 from liveserver.engine.engine import Event, RoomEngine, decode_entry
 from liveserver.engine.keys import RoomKeys
 from liveserver.engine.scripts import node_pipeline, refresh_slots
@@ -83,7 +83,7 @@ class ClusterStreamReader:
                 primaries = {n.name for n in self._cluster.get_primaries()}
                 for name in list(self._shards):
                     if name not in primaries or self._shards[name].done():
-                        self._shards.pop(name).cancel()
+                        cancel_soon(self._shards.pop(name))
                         self._wakes.pop(name, None)
                 for name in primaries - set(self._shards):
                     self._wakes[name] = asyncio.Event()

@@ -23,7 +23,7 @@ from liveserver.media.health import IngestHealth
 from liveserver.media.packets import PacketTrack
 from liveserver.media.pipeline import Pipeline
 from liveserver.media.sdp import OfferError
-from liveserver.media.server_deps import Cohost, timed
+from liveserver.media.server_deps import Cohost, cancel_and_wait, timed
 from liveserver.media.settings import MediaSettings
 from liveserver.media.webrtc import add_h264_sender, add_opus_sender, answer, close_pc, new_pc
 
@@ -116,9 +116,7 @@ class MediaRooms:
         self._heartbeat = asyncio.create_task(self._beat(), name="media-heartbeat")
 
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await cancel_and_wait(self._heartbeat)
         await asyncio.gather(*(self.end(room, "shutdown") for room in list(self.lives)), return_exceptions=True)
 
     async def _beat(self) -> None:
