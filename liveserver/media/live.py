@@ -77,9 +77,12 @@ class Live:
     stopper: Callable[[], Any] | None = None  # RTMP: stops the remux
     viewers: dict[str, WhepViewer] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)  # state.media while live
-    ending: bool = False
     ended: "asyncio.Task[None] | None" = None  # the end's teardown (MediaRooms.end), once started
     guests: dict[str, GuestSession] = field(default_factory=dict)  # link-mic guests by user
+
+    @property
+    def ending(self) -> bool:
+        return self.ended is not None
 
 
 def _log_failure(task: "asyncio.Task[None]") -> None:
@@ -221,10 +224,8 @@ class MediaRooms:
 
     # -- a source ends ------------------------------------------------------------------------
     def _end_soon(self, room: str, live: Live, reason: str) -> None:
-        if self.lives.get(room) is live and not live.ending:
-            task = asyncio.create_task(self.end(room, reason))
-            self._bg.add(task)
-            task.add_done_callback(self._bg.discard)
+        if self.lives.get(room) is live:
+            self._start_end(room, reason)  # a no-op when its end has started already
 
     def _start_end(self, room: str, reason: str) -> "tuple[Live, bool] | None":
         """The live of `room` and whether this call started its end (None: no live).
@@ -235,7 +236,6 @@ class MediaRooms:
             return None
         if live.ended is not None:
             return live, False
-        live.ending = True
         live.ended = asyncio.ensure_future(self._end(room, live, reason))
         live.ended.add_done_callback(_log_failure)
         return live, True
