@@ -18,9 +18,11 @@ RECANCEL_S = 0.1  # how often cancel_and_wait repeats its cancel
 async def cancel_and_wait(*tasks: "asyncio.Task[Any] | None") -> None:
     """Cancel background tasks and wait until they have stopped (their errors are moot now).
 
-    The cancel is repeated until each task is done: redis-py 8's asyncio client swallows
-    about one cancellation in twenty during a command (tests/test_task_cancel.py), and a
-    loop that polls Redis then simply goes on to its next command; the next cancel ends it."""
+    The cancel is repeated until each task is done: a cancel can be lost, and a loop then
+    simply goes on to its next await; the next cancel ends it. redis-py 8's asyncio client
+    loses about one in twenty during a command (tests/test_task_cancel.py), and Python
+    3.11's wait_for one that comes as its awaitable completes (a track reader at 30 fps,
+    tests/media/test_pipeline_close.py)."""
     running = [t for t in tasks if t is not None]
     pending = [t for t in running if not t.done()]
     while pending:

@@ -37,7 +37,7 @@ from liveserver.media.encoder import H264Encoder, copy_packet, jpeg
 from liveserver.media.health import IngestHealth
 from liveserver.media.hls import HlsWriter
 from liveserver.media.packets import Encoded, Fanout
-from liveserver.media.server_deps import timed
+from liveserver.media.server_deps import cancel_and_wait, timed
 from liveserver.media.settings import MediaSettings
 
 log = logging.getLogger("liveserver.media.pipeline")
@@ -326,14 +326,17 @@ class Pipeline:
 
     # -- end -------------------------------------------------------------------------------
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        # The track readers first, through cancel_and_wait, which repeats its cancel:
+        # Python 3.11's wait_for loses a cancel that comes as a frame arrives (often, at
+        # 30 fps), and a reader then read on until the publisher left (25 s in CI, after
+        # the DELETE). Only then the end markers: a reader still running could drop them.
+        await timed("the pipeline's readers ending", cancel_and_wait(*self._tasks))
         for slots in (self._slots, self._audio_slots):
             while not slots.empty():
                 slots.get_nowait()
             slots.put_nowait(None)  # type: ignore[arg-type]
-        await timed("the pipeline's tasks ending",
-                    asyncio.gather(self._encode_task, self._audio_task, *self._tasks, return_exceptions=True))
+        await timed("the pipeline's encoders ending",
+                    asyncio.gather(self._encode_task, self._audio_task, return_exceptions=True))
         self.fanout.close()
         self.audio_fanout.close()
         await timed("flushing the encoder and closing HLS",
