@@ -107,7 +107,8 @@ def _free_port() -> int:
 
 
 CONNECTION_TYPES = {"LeanWebSocketProtocol", "LeanHttpToolsProtocol", "HttpToolsProtocol", "ServerProtocol",
-                    "Viewer", "DirectWriter", "WebSocket", "ViewerSession", "FrameInbox"}
+                    "Viewer", "DirectWriter", "WebSocket", "ViewerSession", "FrameInbox",
+                    "ViewerSocket"}
 
 
 async def test_closed_viewer_sockets_leave_no_reference_cycles(redis_server: RedisServer, monkeypatch: Any) -> None:

@@ -16,9 +16,12 @@ from harness import Client, Node, RedisServer, create_room, free_port, node_env,
 ROOM = "inbox"
 
 
-@pytest.fixture(scope="module")
-def inbox_node(redis_server: RedisServer) -> Iterator[Node]:
-    node = Node(port=free_port(), env=node_env(redis_server.url, LIVESERVER_OP_RATE="100000",
+@pytest.fixture(scope="module", params=["native", "lean"])
+def inbox_node(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[Node]:
+    """Both ways frames reach the inbox: the native viewer socket (edge/viewer_socket.py)
+    and uvicorn's protocol with edge/lean.py's sink (LIVESERVER_NATIVE_WS=0)."""
+    native = "1" if request.param == "native" else "0"
+    node = Node(port=free_port(), env=node_env(redis_server.url, LIVESERVER_OP_RATE="100000", LIVESERVER_NATIVE_WS=native,
                                            LIVESERVER_DANMAKU_RATE="100000", LIVESERVER_DANMAKU_BURST="1000")).start()
     create_room(node, ROOM)
     yield node

@@ -37,6 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         # Batches are encoded once per room; per-connection deflate would redo the work
         # for every viewer on a 2-core box. Compress at the proxy if bandwidth matters.
         ws_per_message_deflate=False,
+        # Keepalive (0: off): a ping every interval; a peer silent until the next one is cut (1011).
+        ws_ping_interval=settings.ws_ping_ms / 1000 or None,
+        ws_ping_timeout=settings.ws_ping_ms / 1000 or None,
         lifespan="on",
         log_level=args.log_level,
         access_log=args.access_log,

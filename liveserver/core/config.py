@@ -78,6 +78,8 @@ class Settings:
     gc_sweep_s: int = 3600  # unfreeze and collect everything this often (0: never)
     adaptive_flush: bool = True  # False: every batch waits for the tick (as before)
     lean_ws: bool = True  # serve websockets with edge/lean.py's leaner per-connection state
+    native_ws: bool = True  # with lean_ws: viewer sockets on our own protocol (edge/viewer_socket.py)
+    ws_ping_ms: int = 20_000  # websocket keepalive: a ping this often; none answered by the next closes 1011
     stall_dump_s: int = 10  # a loop blocked this long dumps every thread's stack (0: off)
 
     @classmethod
@@ -132,5 +134,7 @@ class Settings:
             gc_sweep_s=_int("LIVESERVER_GC_SWEEP_S", 3600, 0),
             adaptive_flush=_bool("LIVESERVER_ADAPTIVE_FLUSH", True),
             lean_ws=_bool("LIVESERVER_LEAN_WS", True),
+            native_ws=_bool("LIVESERVER_NATIVE_WS", True),
+            ws_ping_ms=_int("LIVESERVER_WS_PING_MS", 20_000, 0),
             stall_dump_s=_int("LIVESERVER_STALL_DUMP_S", 10, 0),
         )

@@ -13,8 +13,9 @@ frames are handled in order, one at a time, by a task that exists only while fra
 pending (a viewer that sends nothing holds no task). Reading pauses only when
 `MAX_PENDING` frames wait. What the session does with a frame is unchanged
 (`ViewerSession.receive`). The endpoint, meanwhile, waits on the protocol's queue for
-the disconnect, or for `CLOSE_ASKED`, put there when a frame made the session close the
-connection (e.g. 4429 for abuse).
+the disconnect, or for the protocol's `close_asked()`, called when a frame made the
+session close the connection (e.g. 4429 for abuse). The same inbox serves the native
+viewer socket (edge/viewer_socket.py), whose frames never went through ASGI.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from liveserver.core.tasks import cancel_and_wait
 from liveserver.edge.session import ViewerSession
 
 MAX_PENDING = 8  # frames queued before the socket stops being read
-CLOSE_ASKED = {"type": "liveserver.close_asked"}
+
+
+def received_data(message: Any) -> bytes | str:
+    """The payload of an ASGI `websocket.receive` message: its text, else its bytes."""
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
 
 
 class FrameInbox:
@@ -61,7 +67,7 @@ class FrameInbox:
                     # What the client sent after the frame that closed it is moot; reading
                     # goes on, for the client's reply to the close frame.
                     self._stop()
-                    self._protocol.queue.put_nowait(CLOSE_ASKED)
+                    self._protocol.close_asked()
                     return
                 if len(pending) < MAX_PENDING // 2:
                     self._resume()

@@ -22,6 +22,9 @@ from typing import Any, Callable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from liveserver.edge.inbox import received_data
+from liveserver.edge.viewer_socket import ViewerSocket, parse_upgrade
+
 
 class LeanQueue:
     """A single-consumer FIFO with asyncio.Queue's `put_nowait`/`get`/`empty`/`qsize`."""
@@ -99,15 +102,12 @@ class LeanEvent:
                 self._waiters.remove(fut)
 
 
-def received_data(message: Any) -> bytes | str:
-    """The payload of an ASGI `websocket.receive` message: its text, else its bytes."""
-    text = message.get("text")
-    return text if text is not None else message.get("bytes") or b""
-
-
 _BAD_BODY = b"Invalid HTTP request received."
 BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
                + str(len(_BAD_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BAD_BODY)
+
+
+CLOSE_ASKED = {"type": "liveserver.close_asked"}
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -175,6 +175,10 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
+    def close_asked(self) -> None:
+        """A frame made the session close the connection (edge/inbox.py): wake the endpoint."""
+        self.queue.put_nowait(CLOSE_ASKED)
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message.get("type") == "websocket.accept":
@@ -204,8 +208,9 @@ VIEWER_UPGRADE = b"GET /ws/rooms/"
 class LeanHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with two changes.
 
-    - A connection whose first bytes are a viewer socket's request line goes straight to
-      the websocket protocol, which parses the handshake itself anyway (and answers a
+    - A connection whose first bytes are a viewer socket's request line becomes our own
+      viewer socket (edge/viewer_socket.py) when its whole head is there and plain;
+      otherwise it goes straight to the websocket protocol, which parses the handshake itself anyway (and answers a
       request that is not a valid upgrade with 400/426). uvicorn would first parse it
       with httptools (a Python callback per header), rebuild it byte by byte, and set up
       flow control and the addresses for HTTP, all thrown away at the upgrade: ~10 % of
@@ -242,6 +247,15 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
 
     def _upgrade_viewer(self, data: bytes) -> None:
         self.connections.discard(self)
+        services = getattr(getattr(self.app, "state", None), "services", None)
+        if services is not None and services.settings.native_ws:
+            # Our own viewer socket when the request is a plain, whole upgrade
+            # (edge/viewer_socket.py); anything else goes on the uvicorn way below.
+            upgrade = parse_upgrade(data)
+            if upgrade is not None:
+                self.parser = None  # type: ignore[assignment]
+                ViewerSocket.take_over(self.transport, upgrade, services, self.server_state, self.config)
+                return
         protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
             config=self.config, server_state=self.server_state, app_state=self.app_state)
         protocol.connection_made(self.transport)

@@ -1,6 +1,10 @@
 """The viewer websocket `/ws/rooms/{room}`: authentication, then frames in -> session
 (through the connection's `FrameInbox`, edge/inbox.py; or a reader loop over ASGI when the
-server is not ours) and a writer task (viewer queue -> socket) when a write must wait."""
+server is not ours) and a writer task (viewer queue -> socket) when a write must wait.
+
+`run_viewer` is the viewer's life, whatever carries its socket: `liveserver serve` serves
+viewer sockets on its own protocol (edge/viewer_socket.py), and through ASGI (`AsgiLink`,
+`viewer_endpoint`) any request that protocol does not take, or under another server."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from typing import Any, Protocol
 
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -16,12 +21,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from protocol import CloseCode, choose_codec, parse_offset
 
 from liveserver.core.auth import AuthError, guest, verify
-from liveserver.hub.direct import RAW_SEND, DirectWriter, raw_protocol
+from liveserver.hub.direct import RAW_SEND, DirectWriter, FrameWriter, raw_protocol
 from liveserver.engine.engine import Admission
 from liveserver.core.names import valid_room
 from liveserver.core.quietlog import QuietLog
-from liveserver.edge.inbox import FrameInbox
-from liveserver.edge.lean import LeanWebSocketProtocol, received_data
+from liveserver.edge.inbox import FrameInbox, received_data
 from liveserver.edge.services import Services
 from liveserver.edge.session import ViewerSession
 from liveserver.core.tasks import cancel_and_wait
@@ -67,34 +71,91 @@ async def serve_viewer(scope: Scope, receive: Receive, send: Send) -> bool:
     return True
 
 
+class ViewerLink(Protocol):
+    """What `run_viewer` needs of a viewer's socket: the ASGI path (`AsgiLink`) or our own
+    protocol (edge/viewer_socket.py `ViewerSocket`)."""
+
+    async def accept(self, subprotocol: str | None) -> None: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+    async def send(self, data: bytes, text: bool) -> None:
+        """Write one frame, once the socket can take it; raises once it is closed."""
+
+    def direct_writer(self) -> FrameWriter | None:
+        """Writes from the hub straight to the socket (hub/direct.py), or None."""
+
+    async def frames_until_closed(self, session: ViewerSession) -> None:
+        """Hand received messages to `session` until the socket is gone or the session
+        asked to close it."""
+
+
+class AsgiLink:
+    """A viewer socket served through ASGI (uvicorn's protocol, or any other server)."""
+
+    __slots__ = ("websocket",)
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def accept(self, subprotocol: str | None) -> None:
+        await self.websocket.accept(subprotocol=subprotocol)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await self.websocket.close(code, reason)
+
+    async def send(self, data: bytes, text: bool) -> None:
+        if text:
+            await self.websocket.send_text(data.decode())
+        else:
+            await self.websocket.send_bytes(data)
+
+    def direct_writer(self) -> FrameWriter | None:
+        return DirectWriter.for_scope(self.websocket.scope)
+
+    async def frames_until_closed(self, session: ViewerSession) -> None:
+        protocol = raw_protocol(self.websocket.scope)
+        if not hasattr(protocol, "attach_sink"):
+            await _read(self.websocket, session)  # another server or protocol class
+            return
+        inbox = FrameInbox(session, protocol)
+        protocol.attach_sink(inbox.put)
+        try:
+            await _until_closed(protocol, inbox)
+        finally:
+            await inbox.close()
+
+
 async def viewer_endpoint(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
-    settings = services.settings
-    room = websocket.path_params["room"]
     # Read from the scope, not through `websocket.query_params`/`.headers`, which would keep
     # parsed copies on the WebSocket for the life of the connection (memory per viewer).
     params = QueryParams(websocket.scope["query_string"])
-    token = params.get("token")
-    since = params.get("since")
-    epoch = params.get("epoch")
-    del params
     offered = [p.strip() for name, value in websocket.scope["headers"] if name.lower() == b"sec-websocket-protocol"
                for p in value.decode("latin-1").split(",") if p.strip()]
-    codec = choose_codec(offered)
-    subprotocol = codec.subprotocol if codec.subprotocol in offered else None
-    del offered
     # The scope lives as long as the socket: drop the handshake's headers and query string
     # (with the token) now that they are read, ~1.5 KiB per viewer. Nothing reads them later.
     websocket.scope["headers"] = []
     websocket.scope["query_string"] = b""
-    await websocket.accept(subprotocol=subprotocol)
+    await run_viewer(services, AsgiLink(websocket), websocket.path_params["room"], params.get("token"),
+                     params.get("since"), params.get("epoch"), offered)
+
+
+async def run_viewer(services: Services, link: ViewerLink, room: str, token: str | None, since: str | None,
+                     epoch: str | None, offered: list[str]) -> None:
+    """One viewer, from the accepted handshake to its leave: token, admission, join, then
+    frames to its session until the socket closes."""
+    settings = services.settings
+    codec = choose_codec(offered)
+    subprotocol = codec.subprotocol if codec.subprotocol in offered else None
+    await link.accept(subprotocol)
 
     conn_id = f"{services.node_id}-{next(_conn_ids)}"  # unique across nodes (guest ids use it)
     if token:
         try:
             identity = verify(settings.secret, token)
         except AuthError as exc:
-            await websocket.close(CloseCode.BAD_TOKEN, str(exc)[:120])
+            await link.close(CloseCode.BAD_TOKEN, str(exc)[:120])
             return
     else:
         identity = guest(conn_id)
@@ -102,25 +163,25 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
     try:
         admission = await services.hub.admit(room, identity) if valid_room(room) else Admission.NO_ROOM
         if admission == Admission.NO_ROOM:
-            await websocket.close(CloseCode.NO_SUCH_ROOM, "no such room")
+            await link.close(CloseCode.NO_SUCH_ROOM, "no such room")
             return
         if admission == Admission.BANNED:
-            await websocket.close(CloseCode.BANNED, "banned from this room")
+            await link.close(CloseCode.BANNED, "banned from this room")
             return
     except Exception as exc:  # Redis unreachable or saturated: ask the client to come back
         _refusal_log.warning("refusing a viewer of %s: %s", room, exc)
-        await websocket.close(CloseCode.OVERLOADED, "try again shortly")
+        await link.close(CloseCode.OVERLOADED, "try again shortly")
         return
 
     if since is not None and parse_offset(since) is None:
         since = None  # a malformed offset is treated as a fresh join
 
-    direct = DirectWriter.for_scope(websocket.scope) if settings.direct_write else None
+    direct = link.direct_writer() if settings.direct_write else None
     writer: asyncio.Task[None] | None = None
 
     def start_writer() -> None:
         nonlocal writer
-        writer = asyncio.create_task(_write(websocket, viewer), name=f"writer-{conn_id}")
+        writer = asyncio.create_task(_write(link, viewer), name=f"writer-{conn_id}")
         writer.add_done_callback(writer_done)
 
     def writer_done(task: asyncio.Task[None]) -> None:
@@ -137,20 +198,11 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
             await services.hub.join(viewer, room, since, epoch)
         except Exception as exc:
             _refusal_log.warning("join of %s failed: %s", room, exc)
-            await websocket.close(CloseCode.OVERLOADED, "try again shortly")
+            await link.close(CloseCode.OVERLOADED, "try again shortly")
             return
         # A close asked by the hub (4403, 4408) makes the writer send the close frame, and
-        # uvicorn then ends the read with a disconnect.
-        protocol = _lean_protocol(websocket.scope)
-        if protocol is None:
-            await _read(websocket, session)  # another server or protocol class: through ASGI
-        else:
-            inbox = FrameInbox(session, protocol)
-            protocol.attach_sink(inbox.put)
-            try:
-                await _until_closed(protocol, inbox)
-            finally:
-                await inbox.close()
+        # the socket's end then ends the read.
+        await link.frames_until_closed(session)
         if viewer.close_code is not None and writer is not None:
             # A close was asked (4429, 4408, ...): let the writer send the close frame.
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
@@ -163,12 +215,7 @@ async def viewer_endpoint(websocket: WebSocket) -> None:
         viewer.detach()  # its writer callback's closure holds the viewer: a reference cycle
 
 
-def _lean_protocol(scope: Scope) -> LeanWebSocketProtocol | None:
-    proto = raw_protocol(scope)
-    return proto if isinstance(proto, LeanWebSocketProtocol) else None
-
-
-async def _until_closed(protocol: LeanWebSocketProtocol, inbox: FrameInbox) -> None:
+async def _until_closed(protocol: Any, inbox: FrameInbox) -> None:
     """Frames go to the inbox; what still comes through the queue is the disconnect, or
     the inbox's word that a frame made the session close the connection."""
     while True:
@@ -188,7 +235,7 @@ async def _read(websocket: WebSocket, session: ViewerSession) -> None:
             return
 
 
-async def _write(websocket: WebSocket, viewer: Viewer) -> None:
+async def _write(link: ViewerLink, viewer: Viewer) -> None:
     """Drain the viewer queue to the socket, then end; on a close code, close with it."""
     try:
         while True:
@@ -198,15 +245,12 @@ async def _write(websocket: WebSocket, viewer: Viewer) -> None:
             if not batch:
                 return  # drained: the next frame that must wait starts a new writer
             for data in batch:
-                if viewer.text:
-                    await websocket.send_text(data.decode())
-                else:
-                    await websocket.send_bytes(data)
+                await link.send(data, viewer.text)
                 viewer.sent(data)
                 if viewer.close_code is not None:
                     break
         code = viewer.close_code or 1000
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(link.close(code), CLOSE_TIMEOUT_S)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass

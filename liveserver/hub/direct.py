@@ -14,7 +14,7 @@ directly only when that viewer's queue is empty and nothing is in flight.
 from __future__ import annotations
 
 import struct
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -46,6 +46,15 @@ def ws_frame(data: bytes, text: bool) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", head, 126, n) + data
     return struct.pack("!BBQ", head, 127, n) + data
+
+
+class FrameWriter(Protocol):
+    """Writes a viewer's frames straight to its socket: `DirectWriter` on uvicorn's
+    protocol, or the native viewer socket itself (edge/viewer_socket.py)."""
+
+    def write(self, data: bytes, text: bool, framed: bytes | None = None) -> bool: ...
+
+    def write_all(self, frames: list[bytes], text: bool) -> bool: ...
 
 
 def raw_protocol(scope: Scope) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from protocol import Codec
 
 from liveserver.core.auth import Identity
-from liveserver.hub.direct import DirectWriter
+from liveserver.hub.direct import FrameWriter
 
 
 Frame = bytes  # an encoded frame; text frames (lc1.json) hold UTF-8
@@ -35,7 +35,7 @@ class Viewer:
     )
 
     def __init__(self, conn_id: str, identity: Identity, codec: Codec, limit: int,
-                 direct: DirectWriter | None = None, start_writer: Callable[[], None] | None = None) -> None:
+                 direct: FrameWriter | None = None, start_writer: Callable[[], None] | None = None) -> None:
         self.conn_id = conn_id
         self.identity = identity
         self.codec = codec
