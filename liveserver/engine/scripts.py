@@ -37,6 +37,7 @@ from redis._parsers.encoders import Encoder
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError, ResponseError,
                               SlotNotCoveredError, TryAgainError)
 
@@ -347,13 +348,7 @@ async def pool_pipeline(pool: ConnectionPool, payload: bytes, count: int) -> lis
 
     async def attempt() -> list[Any]:
         await conn.send_packed_command(payload)
-        replies: list[Any] = []
-        for _ in range(count):
-            try:
-                replies.append(await conn.read_response())
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
+        return await read_replies(conn, count)
 
     async def failed(error: Exception) -> None:
         await conn.disconnect()
@@ -365,6 +360,34 @@ async def pool_pipeline(pool: ConnectionPool, payload: bytes, count: int) -> lis
         raise
     finally:
         await asyncio.shield(pool.release(conn))
+
+
+async def read_replies(conn: Any, count: int) -> list[Any]:
+    """`count` replies from `conn` (a Redis error comes back as its exception), under ONE
+    timeout of the connection's `socket_timeout` for them all. redis-py's
+    `read_response` sets up a timeout context per reply: in a seckill that was ~8 % of a
+    node's CPU (docs/performance.md, tenth pass). Its error handling is kept: a timeout
+    or socket error closes the connection and raises redis-py's TimeoutError or
+    ConnectionError (which the retry policy retries); anything else closes it too.
+    `_read_response_from_parser` is redis-py's own (8.x, pinned in pyproject)."""
+    read = conn._read_response_from_parser
+    replies: list[Any] = []
+    try:
+        async with asyncio.timeout(conn.socket_timeout):
+            for _ in range(count):
+                replies.append(await read())
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError(f"Timeout reading from {conn._host_error()}") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while reading from {conn._host_error()} : {exc.args}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    if conn.health_check_interval:
+        conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+    return replies
 
 
 async def discard(conn: Any) -> None:
