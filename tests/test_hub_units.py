@@ -15,7 +15,7 @@ from liveserver.commerce.polls import Polls
 from liveserver.commerce.sales import Sales
 from liveserver.engine.engine import RoomSnapshot
 from liveserver.engine.keys import Layout
-from liveserver.hub.chat import cap_danmaku, visible
+from liveserver.hub.chat import apply_bans, banned_users, cap_danmaku, visible
 from liveserver.core.auth import Identity
 from liveserver.core.config import Settings
 from liveserver.core.metrics import Metrics
@@ -46,6 +46,15 @@ def test_cap_under_the_limit_keeps_everything() -> None:
 
 def test_ban_events_are_never_visible() -> None:
     assert visible([ev(1, "ban", user="u"), ev(2)]) == [ev(2)]
+
+
+def test_ban_events_keep_a_rooms_copy_of_its_bans_in_order() -> None:
+    events = [ev(1, "ban", user="a", banned=True), ev(2, "ban", user="b"), ev(3, "ban", user="a", banned=False),
+              ev(4), ev(5, "ban", user="c", banned=False)]
+    bans = {"c", "old"}
+    apply_bans(bans, events)
+    assert bans == {"b", "old"}  # an event without `banned` (older streams) is a ban
+    assert banned_users(events) == ["a", "b"]  # whose connections close: the bans only
 
 
 # -- flush decision ---------------------------------------------------------------------------

@@ -203,3 +203,37 @@ async def test_ban_closes_open_connections_and_others_see_no_gap(start_node, roo
         last = frame["offset"]
         assert all(e["k"] != "ban" for e in frame["events"])
     await witness.close()
+
+
+async def test_each_node_admits_from_its_copy_of_the_bans_and_it_stays_true(start_node, room_name: str) -> None:
+    """A node admits signed-in viewers of a room it has open from its copy of the room's
+    bans (hub.py `admit`): loaded with the room, kept by the `ban` events that ban.lua
+    writes with the ban itself. A ban on one node refuses the next join on the other; an
+    unban lets the user in on the other node at once (Redis is asked when the copy says
+    banned); a node that opens the room later loads the bans already there."""
+    a = start_node()
+    b = start_node()
+    create_room(a, room_name)
+    keep_b = await Client.connect(b, room_name, user="keeps-b-open")  # the room is open on b
+
+    async def ban(banned: bool) -> None:
+        r = httpx.post(f"{a.http}/api/v1/rooms/{room_name}/bans", json={"user": "troll", "banned": banned},
+                       headers=admin_headers(), timeout=5)
+        assert r.status_code == 201, r.text
+
+    for _ in range(3):
+        await ban(True)
+        code, seen = await close_code(b, room_name, f"token={token('troll')}")
+        assert code == 4403
+        await ban(False)  # and at once on the other node: admitted, no 4403 from a stale copy
+        back = await Client.connect(b, room_name, user="troll")
+        assert back.welcome["user"]["id"] == "troll"
+        await back.close()
+    await ban(True)
+    c = start_node()  # opens the room after the ban: reads the bans with the room
+    keep_c = await Client.connect(c, room_name, user="keeps-c-open")
+    code, seen = await close_code(c, room_name, f"token={token('troll')}")
+    assert code == 4403
+    assert not any(f.get("t") == "welcome" for f in seen)
+    for client in (keep_b, keep_c):
+        await client.close()

@@ -46,8 +46,9 @@ class LoadSpec:
 
 @dataclass(frozen=True, slots=True)
 class KeyRead:
-    """One more key of the room read in the room-open round trip: a hash (HGETALL) or a
-    string (GET), by its type; `RoomSnapshot.values[name]` is None when it does not exist."""
+    """One more key of the room read in the room-open round trip: a hash (HGETALL), a
+    string (GET) or a set (SMEMBERS, as a Python set), by its type;
+    `RoomSnapshot.values[name]` is None when it does not exist."""
 
     name: str
     key: str
@@ -191,7 +192,8 @@ class RoomEngine:
         values = loaded.pop() if singles else []
         snapshot = RoomSnapshot(_pairs(meta), first or None, last or None, int(likes), int(online))
         for single, (kind, value) in zip(singles, values):
-            snapshot.values[single.name] = _pairs(value) if kind == "hash" else (value if kind == "string" else None)
+            snapshot.values[single.name] = (_pairs(value) if kind == "hash" else value if kind == "string"
+                                             else set(value) if kind == "set" else None)
         for spec, rows in zip(specs, loaded):
             snapshot.objects[spec.name] = [
                 (row[0], _pairs(row[1]), [_pairs(x) if isinstance(x, list) else x for x in row[2:]]) for row in rows
@@ -270,9 +272,18 @@ class RoomEngine:
     async def muted_until(self, room: str, user: str) -> int:
         return int(await self.redis.hget(RoomKeys(room).mutes, user) or 0)
 
-    async def ban(self, room: str, user: str, banned: bool = True) -> None:
-        key = RoomKeys(room).bans
-        await (self.redis.sadd(key, user) if banned else self.redis.srem(key, user))
+    async def ban(self, room: str, user: str, banned: bool = True) -> tuple[str, int]:
+        """Ban (or unban) `user`, atomically with the `ban` event {user, banned} that
+        updates every node's copy of the room's bans (ban.lua); returns its (offset, ts)."""
+        keys = RoomKeys(room)
+        reply = await self.scripts.run("ban", [keys.events, keys.meta, keys.bans],
+                                       [user, "1" if banned else "0", self.stream_maxlen])
+        return str(reply[0]), int(reply[1])
+
+    @staticmethod
+    def bans_read(room: str) -> KeyRead:
+        """The room's bans, read with the room when a node opens it (`open_room`)."""
+        return KeyRead("bans", RoomKeys(room).bans)
 
     async def is_banned(self, room: str, user: str) -> bool:
         return bool(await self.redis.sismember(RoomKeys(room).bans, user))

@@ -29,4 +29,16 @@ def cap_danmaku(events: list[Event], cap: int) -> tuple[list[Event], int]:
 
 
 def banned_users(events: list[Event]) -> list[str]:
-    return [str(e.get("user")) for e in events if e["k"] == "ban"]
+    """Users banned by `events` (a `ban` event without `banned` is a ban: older streams)."""
+    return [str(e.get("user")) for e in events if e["k"] == "ban" and e.get("banned", True) is not False]
+
+
+def apply_bans(bans: set[str], events: list[Event]) -> None:
+    """Keep a room's copy of its bans (hub.py) current with the `ban` events in `events`."""
+    for e in events:
+        if e["k"] == "ban":
+            user = str(e.get("user"))
+            if e.get("banned", True) is False:
+                bans.discard(user)
+            else:
+                bans.add(user)

@@ -26,6 +26,9 @@ class LocalRoom:
     likes_applied: int = 0
     idle_ticks: int = 0
     dropped: int = 0
+    # Banned users: read when the room opens here, then kept by its `ban` events (chat.py
+    # `apply_bans`); a signed-in viewer not in it is admitted without a Redis call.
+    bans: set[str] = field(default_factory=set)
     # live data (stats_tick.lua): session records since the last stats tick, likes for
     # the per-minute series, ticks since the last stats heartbeat, unique viewers so far
     stats_out: list[str] = field(default_factory=list)

@@ -20,7 +20,7 @@
 -- Reply: {meta (flat HGETALL), first id | "", last id | "", likes, online, spec_1, ..., spec_n, singles?}
 --        spec_i = { {id, fields (flat HGETALL), extra_1, ..., extra_m}, ... } oldest first
 --        singles (only when m > 0) = { {type, value}, ... }: {"hash", flat HGETALL},
---        {"string", value} or {"none", ""}
+--        {"string", value}, {"set", SMEMBERS} or {"none", ""}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -71,6 +71,8 @@ if m > 0 then
       singles[j] = {'hash', redis.call('HGETALL', key)}
     elseif kind == 'string' then
       singles[j] = {'string', redis.call('GET', key)}
+    elseif kind == 'set' then
+      singles[j] = {'set', redis.call('SMEMBERS', key)}
     else
       singles[j] = {'none', ''}
     end

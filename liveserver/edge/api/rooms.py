@@ -89,9 +89,9 @@ async def post_mute(call: Call) -> dict[str, Any]:
 async def post_ban(call: Call) -> dict[str, Any]:
     room = await require_room(call)
     banned = call.body.get("banned", True)
+    # With the `ban` event (internal, not relayed): nodes close the user's open
+    # connections, and admit or refuse later joins from their copy of the bans.
     await call.services.engine.ban(room, call.body["user"], banned)
-    if banned:  # nodes close that user's open connections (an internal event, not relayed)
-        await call.services.engine.publish(room, "ban", {"user": call.body["user"]})
     return {"user": call.body["user"], "banned": banned}
 
 
