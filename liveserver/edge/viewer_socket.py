@@ -453,6 +453,8 @@ class ViewerSocket(asyncio.Protocol):
 
     # -- helpers -------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # a shutdown or an abort got there first: nothing more goes out
         head = self._head
         if head:
             self._head = b""
