@@ -353,6 +353,7 @@ class GenSpec:
     seconds: float = 0.0
     window_s: float = 0.0
     connect_concurrency: int = 200
+    cpus: list[int] | None = None  # `--pin`: the cores this generator runs on
 
 
 @dataclass
@@ -365,7 +366,16 @@ class GenResult:
     errors: list[str] = field(default_factory=list)
 
 
+def _pin(pid: int, cpus: set[int] | list[int] | None) -> None:
+    if cpus:
+        try:
+            os.sched_setaffinity(pid, set(cpus))
+        except OSError:
+            pass
+
+
 def _generator(spec: GenSpec, pipe: Any) -> None:
+    _pin(0, spec.cpus)
     try:
         import uvloop
 
@@ -581,31 +591,49 @@ def _cpu_cell(r: dict[str, Any]) -> str:
     return " / ".join(parts)
 
 
+# `--pin` (2+ cores): Redis's client side gets core 0 to itself in every path (the raw
+# callers in this process, or the node), Redis and the buyers share core 1. Unpinned, the
+# scheduler moves the busy processes around and the ratio swings run to run (0.55-0.95x
+# on the reference box, docs/performance.md).
+CLIENT_SIDE, REDIS_SIDE = {0}, {1}
+
+
 def _throughput(args: argparse.Namespace) -> int:
+    pin = args.pin and len(os.sched_getaffinity(0)) >= 2
     servers = Servers(1, args.webhooks)
     try:
         room = "seckill"
         servers.setup_room(room)
         sale = servers.new_sale(room, 10_000_000, 1_000_000)
         pids = servers.cpu_pids
+        if pin:
+            _pin(servers.redis.pid, REDIS_SIDE)
+            for pid in pids["node"]:
+                _pin(pid, CLIENT_SIDE)
+            _pin(0, CLIENT_SIDE)
         with CpuMeter(pids) as c1:
             ceiling = asyncio.run(_raw_pipelined(servers.redis_url, room, sale, args.seconds))
         ceiling["cpu"] = c1.percent
         with CpuMeter(pids) as c2:
             raw = asyncio.run(_raw(servers.redis_url, room, sale, args.seconds, args.concurrency))
         raw["cpu"] = c2.percent
-        spec = GenSpec("throughput", args.client, servers.ports, room, sale, list(range(args.buyers)), seconds=args.seconds)
+        if pin:
+            _pin(0, REDIS_SIDE)  # this process only waits for the buyers from here on
+        spec = GenSpec("throughput", args.client, servers.ports, room, sale, list(range(args.buyers)), seconds=args.seconds,
+                       cpus=sorted(REDIS_SIDE) if pin else None)
         through = _through_server(spec, args.generators, pids, args.profile)
         audit = servers.audit(sale)
     finally:
         servers.close()
     result = {"raw_pipelined": ceiling, "raw_evalsha": raw, "through_server": through,
               "ratio_to_pipelined": through["per_s"] / ceiling["per_s"], "ratio_to_raw": through["per_s"] / raw["per_s"],
-              "audit_ok": audit["ok"], "audit": audit, "args": vars(args), "load_average": os.getloadavg()}
+              "audit_ok": audit["ok"], "audit": audit, "args": vars(args), "load_average": os.getloadavg(), "pinned": pin}
     base = ceiling["per_s"]
     print(f"\nseckill throughput: {args.buyers} websocket buyers in {args.generators} generator process(es) "
           f"({args.client} client), {args.seconds:g} s per path; webhook relay {'on' if args.webhooks else 'off'}; "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("pinned: Redis's client (raw callers, or the node) on core 0; Redis and the buyers on core 1\n" if pin
+          else "not pinned\n")
     print("| path | attempts/s | ratio to pipelined | p50 ms | p99 ms | max ms | CPU % (of one core) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     rows = ((f"raw EVALSHA, {args.concurrency} callers", raw), ("raw EVALSHA pipelined x100 (ceiling)", ceiling),
@@ -698,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-ms", type=float, default=1000, help="rush: buyers press buy within this window")
     parser.add_argument("--nodes", type=int, default=0, help="rush: nodes (default: as many as the buyers need)")
     parser.add_argument("--webhooks", action="store_true", help="keep the node's webhook relay on")
+    parser.add_argument("--pin", action="store_true",
+                        help="throughput: Redis's client side (raw callers, or the node) on core 0, Redis and the buyers on core 1")
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy each node over the measured window (collapsed stacks in DIR/node-<pid>.txt)")
