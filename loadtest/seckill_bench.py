@@ -57,6 +57,7 @@ from liveserver.core.auth import mint
 from liveserver.engine.commerce_keys import CommerceKeys
 from liveserver.engine.embedded import redis_binary
 from liveserver.engine.scripts import LuaScript
+from liveserver.hub.direct import frame_size
 
 from .bench.procs import join_generators, stop_servers
 
@@ -271,15 +272,11 @@ class LeanWebSocket(asyncio.Protocol):
             self.ready.set_result(None)
         pos, n = 0, len(buf)
         while n - pos >= 2:
-            b0, size, head = buf[pos], buf[pos + 1] & 0x7F, 2
-            if size == 126:
-                if n - pos < 4:
-                    break
-                size, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-            elif size == 127:
-                if n - pos < 10:
-                    break
-                size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            b0 = buf[pos]
+            sized = frame_size(buf, pos)
+            if sized is None:
+                break
+            size, head = sized
             if n - pos < head + size:
                 break
             opcode = b0 & 0x0F

@@ -37,7 +37,7 @@ from liveserver.edge.inbox import FrameInbox
 from liveserver.edge.services import Services
 from liveserver.edge.session import ViewerSession
 from liveserver.edge.ws import VIEWER_PREFIX, run_viewer
-from liveserver.hub.direct import ws_frame
+from liveserver.hub.direct import frame_size, ws_frame
 
 try:  # websockets' C helper; its pure-Python fallback otherwise
     from websockets.speedups import apply_mask
@@ -329,16 +329,10 @@ class ViewerSocket(asyncio.Protocol):
                 raise FrameError(1002, "a client frame must be masked")
             if b0 & 0x70:
                 raise FrameError(1002, "reserved bits are set (no extension was negotiated)")
-            size = b1 & 0x7F
-            head = 2
-            if size == 126:
-                if n - pos < 4:
-                    break
-                size, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-            elif size == 127:
-                if n - pos < 10:
-                    break
-                size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            sized = frame_size(buf, pos)
+            if sized is None:
+                break
+            size, head = sized
             opcode = b0 & 0x0F
             if opcode >= 8:
                 if size > 125 or not b0 & 0x80:

@@ -57,6 +57,22 @@ class FrameWriter(Protocol):
     def write_all(self, frames: list[bytes], text: bool) -> bool: ...
 
 
+def frame_size(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """The payload size and the header's length (2, 4 or 10 bytes, without a mask) of the
+    websocket frame at `buf[pos]`, or None until its length field is all in `buf`: the
+    other half of `ws_frame`, for the native viewer socket and the bench clients."""
+    size = buf[pos + 1] & 0x7F
+    if size == 126:
+        if len(buf) - pos < 4:
+            return None
+        return int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+    if size == 127:
+        if len(buf) - pos < 10:
+            return None
+        return int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+    return size, 2
+
+
 def raw_protocol(scope: Scope) -> Any:
     """The server's protocol object behind a websocket scope (its `send` is a bound
     method of it; see RawSendMiddleware), or None."""
