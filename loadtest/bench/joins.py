@@ -43,6 +43,7 @@ import httpx
 import msgpack
 
 from liveserver.core.auth import mint
+from liveserver.hub.direct import frame_size
 from protocol.codec import MSGPACK
 from protocol.offsets import offset_key
 
@@ -113,11 +114,11 @@ class Conn(asyncio.Protocol):
             buf = buf[end + 4 :]
         pos, n = 0, len(buf)
         while n - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1] & 0x7F
-            head = 2 + (2 if b1 == 126 else 8 if b1 == 127 else 0)
-            if n - pos < head:
+            b0 = buf[pos]
+            sized = frame_size(buf, pos)
+            if sized is None:
                 break
-            size = int.from_bytes(buf[pos + 2 : pos + head], "big") if head > 2 else b1
+            size, head = sized
             if n - pos - head < size:
                 break
             payload = buf[pos + head : pos + head + size]

@@ -16,6 +16,8 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from liveserver.hub.direct import frame_size
+
 PING = b"\x81\x012"  # server -> client text frame "2" (unmasked)
 PONG = b"\x81\x81\x00\x00\x00\x003"  # client -> server text frame "3", masked with key 0
 CONNECT = b"\x81\x82\x00\x00\x00\x0040"  # Socket.IO namespace connect "40", masked with key 0
@@ -81,11 +83,11 @@ class Sink(asyncio.Protocol):
         while pos < n:
             if n - pos < 2:
                 break
-            b0, b1 = buf[pos], buf[pos + 1] & 0x7F
-            head = 2 + (2 if b1 == 126 else 8 if b1 == 127 else 0)
-            if n - pos < head:
+            b0 = buf[pos]
+            sized = frame_size(buf, pos)
+            if sized is None:
                 break
-            size = int.from_bytes(buf[pos + 2 : pos + head], "big") if head > 2 else b1
+            size, head = sized
             if b0 & 0x0F == 0x9:  # ping: answer with its payload (masked with key 0)
                 if n - pos - head < size:
                     break
