@@ -59,6 +59,7 @@ from liveserver.engine.embedded import redis_binary
 from liveserver.engine.scripts import LuaScript
 from liveserver.hub.direct import frame_size
 
+from .bench.capacity import _pin
 from .bench.procs import join_generators, stop_servers
 
 SECRET = "seckill-bench-secret-0123456789abcdef"
@@ -363,16 +364,8 @@ class GenResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _pin(pid: int, cpus: set[int] | list[int] | None) -> None:
-    if cpus:
-        try:
-            os.sched_setaffinity(pid, set(cpus))
-        except OSError:
-            pass
-
-
 def _generator(spec: GenSpec, pipe: Any) -> None:
-    _pin(0, spec.cpus)
+    _pin(set(spec.cpus) if spec.cpus else None)
     try:
         import uvloop
 
@@ -604,10 +597,10 @@ def _throughput(args: argparse.Namespace) -> int:
         sale = servers.new_sale(room, 10_000_000, 1_000_000)
         pids = servers.cpu_pids
         if pin:
-            _pin(servers.redis.pid, REDIS_SIDE)
+            _pin(REDIS_SIDE, servers.redis.pid)
             for pid in pids["node"]:
-                _pin(pid, CLIENT_SIDE)
-            _pin(0, CLIENT_SIDE)
+                _pin(CLIENT_SIDE, pid)
+            _pin(CLIENT_SIDE)
         with CpuMeter(pids) as c1:
             ceiling = asyncio.run(_raw_pipelined(servers.redis_url, room, sale, args.seconds))
         ceiling["cpu"] = c1.percent
@@ -615,7 +608,7 @@ def _throughput(args: argparse.Namespace) -> int:
             raw = asyncio.run(_raw(servers.redis_url, room, sale, args.seconds, args.concurrency))
         raw["cpu"] = c2.percent
         if pin:
-            _pin(0, REDIS_SIDE)  # this process only waits for the buyers from here on
+            _pin(REDIS_SIDE)  # this process only waits for the buyers from here on
         spec = GenSpec("throughput", args.client, servers.ports, room, sale, list(range(args.buyers)), seconds=args.seconds,
                        cpus=sorted(REDIS_SIDE) if pin else None)
         through = _through_server(spec, args.generators, pids, args.profile)

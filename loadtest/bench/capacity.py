@@ -87,10 +87,11 @@ def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     return set(cpus[:half]), set(cpus[half:])
 
 
-def _pin(cpus: set[int] | None) -> None:
+def _pin(cpus: set[int] | None, pid: int = 0) -> None:
+    """Run process `pid` (0: this one) on `cpus`; nothing when None or not allowed."""
     if cpus:
         try:
-            os.sched_setaffinity(0, cpus)
+            os.sched_setaffinity(pid, cpus)
         except OSError:
             pass
 

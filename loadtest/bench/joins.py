@@ -639,11 +639,8 @@ async def run_target(name: str, opts: JoinsOptions, log: Any, cpus: tuple[set[in
     _raise_nofile()
     bare = name == "websockets"
     redis = None if bare else RedisProc()
-    if redis is not None and client_cpus:
-        try:
-            os.sched_setaffinity(redis.proc.pid, client_cpus)
-        except OSError:
-            pass
+    if redis is not None:
+        _pin(client_cpus, redis.proc.pid)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if bare:
