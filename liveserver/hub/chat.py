@@ -28,17 +28,24 @@ def cap_danmaku(events: list[Event], cap: int) -> tuple[list[Event], int]:
     return [e for e in events if e["k"] != "danmaku" or e["offset"] in keep], len(danmaku) - cap
 
 
+def _bans(event: Event) -> bool:
+    """Does this `ban` event ban its user (not unban)? One without `banned` does: streams
+    written before unbans had events."""
+    return event.get("banned", True) is not False
+
+
 def banned_users(events: list[Event]) -> list[str]:
-    """Users banned by `events` (a `ban` event without `banned` is a ban: older streams)."""
-    return [str(e.get("user")) for e in events if e["k"] == "ban" and e.get("banned", True) is not False]
+    """Users banned by `events`: their open connections close."""
+    return [str(e.get("user")) for e in events if e["k"] == "ban" and _bans(e)]
 
 
 def apply_bans(bans: set[str], events: list[Event]) -> None:
     """Keep a room's copy of its bans (hub.py) current with the `ban` events in `events`."""
     for e in events:
-        if e["k"] == "ban":
-            user = str(e.get("user"))
-            if e.get("banned", True) is False:
-                bans.discard(user)
-            else:
-                bans.add(user)
+        if e["k"] != "ban":
+            continue
+        user = str(e.get("user"))
+        if _bans(e):
+            bans.add(user)
+        else:
+            bans.discard(user)
