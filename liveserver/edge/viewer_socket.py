@@ -268,16 +268,21 @@ class ViewerSocket(asyncio.Protocol):
 
     # -- direct writes (hub/direct.py's FrameWriter) -------------------------------------------
     def write(self, data: bytes, text: bool, framed: bytes | None = None) -> bool:
-        if self._write_paused or self.close_sent or self.disconnected:
+        if not self._writable():
             return False
         self._write(framed if framed is not None else ws_frame(data, text))
         return True
 
     def write_all(self, frames: list[bytes], text: bool) -> bool:
-        if self._write_paused or self.close_sent or self.disconnected:
+        if not self._writable():
             return False
         self._write(b"".join(ws_frame(data, text) for data in frames))
         return True
+
+    def _writable(self) -> bool:
+        """Can a frame go out now? Not while the transport's buffer is over its high-water
+        mark (the viewer's writer task waits for it then), nor once the socket is closing."""
+        return not (self._write_paused or self.close_sent or self.disconnected)
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
