@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import struct
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 
@@ -97,6 +98,16 @@ class Raw:
         assert b"sec-websocket-protocol: lc1.json" in head.lower()
         return raw
 
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, node: Node, user: str, first: bytes = b"") -> AsyncIterator["Raw"]:
+        """`open`, then close the connection however the block ends."""
+        raw = await cls.open(node, user, first)
+        try:
+            yield raw
+        finally:
+            raw.close()
+
     async def frame(self) -> tuple[int, bytes]:
         b0, b1 = await asyncio.wait_for(self.reader.readexactly(2), TIMEOUT)
         assert not b1 & 0x80, "a server frame is never masked"
@@ -134,17 +145,13 @@ class Raw:
 
 async def test_a_frame_sent_with_the_handshake_is_answered_after_the_welcome(native_node: Node) -> None:
     ping = _masked(1, json.dumps({"op": "ping", "id": 7}).encode())
-    raw = await Raw.open(native_node, "n-early", first=ping)
-    try:
+    async with Raw.opened(native_node, "n-early", first=ping) as raw:
         assert (await raw.json_frame("welcome"))["user"]["id"] == "n-early"
         assert (await raw.json_frame("pong"))["re"] == 7
-    finally:
-        raw.close()
 
 
 async def test_fragments_are_joined_and_control_frames_between_them_answered(native_node: Node) -> None:
-    raw = await Raw.open(native_node, "n-frag")
-    try:
+    async with Raw.opened(native_node, "n-frag") as raw:
         await raw.json_frame("welcome")
         text = json.dumps({"op": "ping", "id": 9}).encode()
         raw.send(_masked(1, text[:5], fin=False) + _masked(9, b"hb") + _masked(0, text[5:12], fin=False)
@@ -154,8 +161,6 @@ async def test_fragments_are_joined_and_control_frames_between_them_answered(nat
             op, payload = await raw.frame()
         assert (op, payload) == (10, b"hb")  # the pong, in the middle of the message
         assert (await raw.json_frame("pong"))["re"] == 9
-    finally:
-        raw.close()
 
 
 @pytest.mark.parametrize(("bad", "code"), [
@@ -171,39 +176,30 @@ async def test_fragments_are_joined_and_control_frames_between_them_answered(nat
 ])
 async def test_a_broken_frame_closes_with_its_code_and_the_node_serves_on(native_node: Node, bad: bytes,
                                                                           code: int) -> None:
-    raw = await Raw.open(native_node, "n-bad")
-    try:
+    async with Raw.opened(native_node, "n-bad") as raw:
         await raw.json_frame("welcome")
         raw.send(bad)
         assert await raw.close_code() == code
         await raw.eof()  # and the connection is closed, not left open
-    finally:
-        raw.close()
     ok = await Client.connect(native_node, ROOM, user="n-after")
     assert (await ok.request("danmaku", timeout=5, text="still here"))["ok"]
     await ok.close()
 
 
 async def test_a_message_over_the_frame_limit_but_under_the_cap_gets_too_long(native_node: Node) -> None:
-    raw = await Raw.open(native_node, "n-long")
-    try:
+    async with Raw.opened(native_node, "n-long") as raw:
         await raw.json_frame("welcome")
         raw.send(_masked(1, json.dumps({"op": "ping", "id": 1, "pad": "x" * 2000}).encode()))
         err = await raw.json_frame("error")  # not parsed, so no `id` to reply to
         assert err["code"] == "too_long", err
-    finally:
-        raw.close()
 
 
 async def test_the_client_closes_and_the_server_echoes_its_code(native_node: Node) -> None:
-    raw = await Raw.open(native_node, "n-bye")
-    try:
+    async with Raw.opened(native_node, "n-bye") as raw:
         await raw.json_frame("welcome")
         raw.send(_masked(8, struct.pack("!H", 1000) + b"bye"))
         assert await raw.close_code() == 1000
         await raw.eof()
-    finally:
-        raw.close()
 
 
 async def test_the_server_closes_a_bad_token_and_waits_for_the_echo(native_node: Node) -> None:
