@@ -31,12 +31,26 @@ def test_codecs_round_trip_the_same_map(codec: Any) -> None:
     frame = frames.batch("5-1", "4-0", [{"k": "danmaku", "offset": "5-1", "ts": 5, "user": "u", "name": "名字", "text": "你好"}],
                          {"likes": 3, "online": 2, "card": None, "sales": {"r.s1": {"phase": "live", "stock": 9}}})
     encoded = codec.encode(frame)
-    assert isinstance(encoded, bytes if codec.binary else str)
+    assert isinstance(encoded, bytes)  # a text frame's bytes are UTF-8
     assert codec.decode(encoded) == frame
 
 
 def test_json_is_compact_utf8() -> None:
-    assert JSON.encode({"t": "pong", "x": "弹幕"}) == '{"t":"pong","x":"弹幕"}'
+    assert JSON.encode({"t": "pong", "x": "弹幕"}) == '{"t":"pong","x":"弹幕"}'.encode()
+
+
+def test_json_encodes_what_orjson_refuses_as_the_standard_encoder_does() -> None:
+    # Past 64 bits, and keys that are not strings: orjson raises; the frame still goes out.
+    assert JSON.encode({"n": 2**70, 1: "a"}) == b'{"n":1180591620717411303424,"1":"a"}'
+
+
+@pytest.mark.parametrize("data", [
+    '{"text":"\\ud83d"}',  # a lone surrogate escape: orjson refuses it, json reads it
+    '{"n":1e400}',  # past a double
+    '{"t":"x"}'.encode("utf-16"),  # JSON in UTF-16, in a binary frame
+])
+def test_json_decodes_what_orjson_refuses_as_the_standard_decoder_does(data: Any) -> None:
+    assert JSON.decode(data) == json.loads(data)
 
 
 def test_json_codec_accepts_json_in_a_binary_frame() -> None:

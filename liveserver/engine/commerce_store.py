@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Sequence
 
+import orjson
+
 from liveserver.engine.commerce_keys import (
     SHOP_MERCHANTS, CommerceKeys, JobKeys, MerchantKeys, room_of, user_merchants, user_rooms,
 )
@@ -125,7 +127,7 @@ class CommerceStore:
             [user, qty, key, self.order_ttl_ms, room, sale_id, self.rooms.stream_maxlen, coupon,
              _dumps(shop) if shop else ""], durable=True,
         )
-        return json.loads(raw)
+        return orjson.loads(raw)  # the hot path of a flash sale: orjson over json
 
     async def sold_out_facts(self, room: str, sale_id: str, max_holders: int
                              ) -> tuple[int, int, frozenset[str] | None] | None:
