@@ -48,6 +48,8 @@ class FaultProxy:
         self._call(self._stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def set_latency(self, seconds: float) -> None:
         self.latency = seconds
@@ -82,6 +84,15 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
         await self._drop_all()
+        # Every connection's tasks end here, in this loop. A task left pending in a stopped
+        # loop is logged when a later test's GC collects it, with a traceback whose
+        # formatting (Python 3.11's carets) calls ast.parse. If that GC ran inside another
+        # ast.parse (hypothesis reads test sources), CPython raised "SystemError: AST
+        # constructor recursion depth mismatch" in a later, unrelated test.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drop_all(self) -> None:
         for a, b in list(self._pairs):
