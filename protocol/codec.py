@@ -66,9 +66,7 @@ class JsonCodec:
             value = orjson.loads(data)  # decoder's answer: UTF-16/32 in a binary frame, lone
         except orjson.JSONDecodeError:  # surrogate escapes, numbers past a double, errors
             return self._decode_std(data)
-        if type(value) is not dict:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a map")
-        return value
+        return _require_map(value, keys_are_strings=True)
 
     def _decode_std(self, data: bytes | str) -> dict[str, Any]:
         try:
