@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 import redis
@@ -207,6 +208,18 @@ def create_room(node: Node, room: str, products: list[dict[str, Any]] | None = N
     if products:
         r = httpx.put(f"{node.http}/api/v1/rooms/{room}/products", json={"products": products}, headers=admin_headers(), timeout=5)
         r.raise_for_status()
+
+
+@contextmanager
+def node_with_room(redis_url: str, room: str, **env: str) -> Iterator[Node]:
+    """A node on `redis_url` with `env` and a live `room`, for a module's fixture; it is
+    killed on the way out, also when the room could not be made."""
+    node = Node(port=free_port(), env=node_env(redis_url, **env)).start()
+    try:
+        create_room(node, room)
+        yield node
+    finally:
+        node.kill()
 
 
 class Client:

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 import websockets
 
-from harness import Client, Node, RedisServer, create_room, free_port, node_env, token
+from harness import Client, Node, RedisServer, node_with_room, token
 
 ROOM = "inbox"
 
@@ -21,11 +21,9 @@ def inbox_node(redis_server: RedisServer, request: pytest.FixtureRequest) -> Ite
     """Both ways frames reach the inbox: the native viewer socket (edge/viewer_socket.py)
     and uvicorn's protocol with edge/lean.py's sink (LIVESERVER_NATIVE_WS=0)."""
     native = "1" if request.param == "native" else "0"
-    node = Node(port=free_port(), env=node_env(redis_server.url, LIVESERVER_OP_RATE="100000", LIVESERVER_NATIVE_WS=native,
-                                           LIVESERVER_DANMAKU_RATE="100000", LIVESERVER_DANMAKU_BURST="1000")).start()
-    create_room(node, ROOM)
-    yield node
-    node.kill()
+    with node_with_room(redis_server.url, ROOM, LIVESERVER_OP_RATE="100000", LIVESERVER_NATIVE_WS=native,
+                        LIVESERVER_DANMAKU_RATE="100000", LIVESERVER_DANMAKU_BURST="1000") as node:
+        yield node
 
 
 async def _frames_until(ws: Any, done: Any, timeout: float = 15) -> list[dict[str, Any]]:
@@ -88,11 +86,8 @@ async def test_text_that_is_not_utf8_closes_1007_and_the_node_serves_on(inbox_no
 @pytest.fixture(scope="module")
 def asgi_node(redis_server: RedisServer) -> Iterator[Node]:
     """uvicorn's own protocols (LIVESERVER_LEAN_WS=0): frames come through ASGI (ws.py `_read`)."""
-    node = Node(port=free_port(), env=node_env(redis_server.url, LIVESERVER_LEAN_WS="0",
-                                                 LIVESERVER_ABUSE_ERRORS="20")).start()
-    create_room(node, ROOM)
-    yield node
-    node.kill()
+    with node_with_room(redis_server.url, ROOM, LIVESERVER_LEAN_WS="0", LIVESERVER_ABUSE_ERRORS="20") as node:
+        yield node
 
 
 async def test_through_asgi_frames_are_answered_in_order_and_abuse_closes_4429(asgi_node: Node) -> None:

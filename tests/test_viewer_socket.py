@@ -15,7 +15,7 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
-from harness import Client, Node, RedisServer, create_room, free_port, node_env, token
+from harness import Client, Node, RedisServer, create_room, node_with_room, token
 from liveserver.edge.viewer_socket import parse_upgrade
 
 TIMEOUT = 10
@@ -61,11 +61,8 @@ def test_anything_but_a_plain_whole_upgrade_is_left_to_uvicorn(data: bytes) -> N
 # -- against a node ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def native_node(redis_server: RedisServer) -> Iterator[Node]:
-    node = Node(port=free_port(), env=node_env(redis_server.url, LIVESERVER_WS_PING_MS="500",
-                                               LIVESERVER_MAX_FRAME="1024")).start()
-    create_room(node, ROOM)
-    yield node
-    node.kill()
+    with node_with_room(redis_server.url, ROOM, LIVESERVER_WS_PING_MS="500", LIVESERVER_MAX_FRAME="1024") as node:
+        yield node
 
 
 def _masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -257,14 +254,10 @@ async def test_requests_it_does_not_take_are_still_served_the_uvicorn_way(native
 
 
 async def test_a_node_that_stops_closes_its_viewers_with_1012(redis_server: RedisServer) -> None:
-    node = Node(port=free_port(), env=node_env(redis_server.url)).start()
-    try:
-        create_room(node, ROOM)
+    with node_with_room(redis_server.url, ROOM) as node:
         raw = await Raw.open(node, "n-stop")
         await raw.json_frame("welcome")
         stopping = asyncio.get_running_loop().run_in_executor(None, node.stop)
         assert await raw.close_code() == 1012
         raw.close()
         assert await asyncio.wait_for(stopping, 20) is not None  # it ended (the stop's own bound)
-    finally:
-        node.kill()
