@@ -285,9 +285,6 @@ class RoomEngine:
         """The room's bans, read with the room when a node opens it (`open_room`)."""
         return KeyRead("bans", RoomKeys(room).bans)
 
-    async def is_banned(self, room: str, user: str) -> bool:
-        return bool(await self.redis.sismember(RoomKeys(room).bans, user))
-
     async def find_event(self, room: str, offset: str) -> Event | None:
         entries = await self.redis.xrange(RoomKeys(room).events, min=offset, max=offset, count=1)
         return decode_entry(*entries[0]) if entries else None
