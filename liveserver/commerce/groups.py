@@ -216,7 +216,7 @@ class Groups(CommerceKind):
         teams = await self.store.teams(room, group_id)
         orders = {o["id"]: o for o in await self.store.orders(room) if o.get("group") == group_id}
         streamed = await self.store.order_stream_group_types(room, group_id)
-        holders = {u: int(n) for u, n in (await self.store.hash(CommerceKeys(room).group_users(group_id))).items()}
+        holders = {u: int(n) for u, n in (await self.store.big_hash(CommerceKeys(room).group_users(group_id))).items()}
         problems: list[str] = []
         units = {"open": 0, "completed": 0, "failed": 0}
         per_user: dict[str, int] = {}

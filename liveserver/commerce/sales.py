@@ -226,7 +226,7 @@ class Sales(CommerceKind):
         room = sale["room"]
         keys = CommerceKeys(room)
         orders = [o for o in await self.store.orders(room) if o.get("sale") == sale_id]
-        holders = {u: int(n) for u, n in (await self.store.hash(keys.sale_users(sale_id))).items()}
+        holders = {u: int(n) for u, n in (await self.store.big_hash(keys.sale_users(sale_id))).items()}
         streamed = await self.store.order_stream_types(room, sale_id)
         by_status = {"reserved": 0, "paid": 0, "expired": 0}
         per_user: dict[str, int] = {}

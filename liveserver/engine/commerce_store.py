@@ -88,6 +88,26 @@ class CommerceStore:
     async def hash(self, key: str) -> dict[str, str]:
         return await self._redis.hgetall(key)
 
+    async def hash_pages(self, key: str, count: int = 1000) -> AsyncIterator[dict[str, str]]:
+        """A hash that may be big (a room's orders, a sale's buyers), read in HSCAN pages: one
+        HGETALL of a million orders holds the node's loop for seconds while it is parsed and
+        decoded, and every viewer of the node waits. A field HSCAN returns again (during a
+        rehash) comes again; callers that collect into a dict keep it once."""
+        cursor = 0
+        while True:
+            cursor, page = await self._redis.hscan(key, cursor, count=count)
+            if page:
+                yield page
+            if not cursor:
+                return
+
+    async def big_hash(self, key: str) -> dict[str, str]:
+        """All of a hash that may be big, read in pages (see `hash_pages`)."""
+        out: dict[str, str] = {}
+        async for page in self.hash_pages(key):
+            out.update(page)
+        return out
+
     async def members(self, key: str) -> list[str]:
         return sorted(await self._redis.smembers(key))
 
@@ -145,7 +165,11 @@ class CommerceStore:
         return json.loads(raw) if raw else None
 
     async def orders(self, room: str) -> list[dict[str, Any]]:
-        return [json.loads(v) for v in (await self._redis.hgetall(CommerceKeys(room).order_data())).values()]
+        """Every order of the room (audits), read and decoded a page at a time."""
+        orders: dict[str, dict[str, Any]] = {}
+        async for page in self.hash_pages(CommerceKeys(room).order_data()):
+            orders.update((order_id, orjson.loads(raw)) for order_id, raw in page.items())
+        return list(orders.values())
 
     async def pay(self, room: str, order_id: str, sale_id: str) -> dict[str, Any]:
         keys = CommerceKeys(room)
