@@ -56,6 +56,7 @@ from typing import Any, Callable
 
 import httpx
 from hdrh.histogram import HdrHistogram
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from liveserver.core.auth import mint
@@ -599,6 +600,21 @@ class Servers:
                 time.sleep(0.05)
         self.admin = {"Authorization": f"Bearer {mint(SECRET, 'bench', role='admin')}"}
 
+    def rewrites(self) -> tuple[int, bool]:
+        """Redis's forks so far, and whether an AOF rewrite runs now: a rewrite forks a child
+        that copies the data set on Redis's core, and a path it falls in runs slower for it
+        (bench noise; the report says which paths it hit)."""
+        with SyncRedis.from_url(self.redis_url) as r:
+            info = r.info("all")
+        return int(info["total_forks"]), bool(info["aof_rewrite_in_progress"])
+
+    def aof_rewrite_during(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """`run()`'s result, with `aof_rewrite`: whether a rewrite ran at any time during it."""
+        forks, busy = self.rewrites()
+        row = run()
+        forks_after, busy_after = self.rewrites()
+        return {**row, "aof_rewrite": busy or busy_after or forks_after > forks}
+
     def buys_gated(self) -> int:
         """Buys the nodes answered `sold_out` by their sold-out gate, without Redis."""
         total = 0
@@ -650,26 +666,28 @@ CLIENT_SIDE, REDIS_SIDE = {0}, {1}
 
 
 def _throughput_round(args: argparse.Namespace, servers: Servers, room: str, pin: bool) -> dict[str, Any]:
-    """The three paths once, each on its own fresh sale: a sale's idempotency keys would
+    """The four paths once, each on its own fresh sale: a sale's idempotency keys would
     make a path that ran before answer a repeated key from its cache (a far cheaper buy)."""
     pids = servers.cpu_pids
     sales = [servers.new_sale(room, 10_000_000, 1_000_000) for _ in range(4)]
     if pin:
         _pin(CLIENT_SIDE)
-    with CpuMeter(pids) as c1:
-        ceiling = asyncio.run(_raw_pipelined(servers.redis_url, room, sales[0], args.seconds))
-    ceiling["cpu"] = c1.percent
-    with CpuMeter(pids) as c2:
-        raw = asyncio.run(_raw(servers.redis_url, room, sales[1], args.seconds, args.concurrency))
-    raw["cpu"] = c2.percent
-    with CpuMeter(pids) as c3:  # for the reader, not the goal: how far Redis itself goes
-        saturated = asyncio.run(_raw_pipelined(servers.redis_url, room, sales[3], args.seconds, inflight=2))
-    saturated["cpu"] = c3.percent
+
+    def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with CpuMeter(pids) as meter:
+            row = servers.aof_rewrite_during(run)
+        return {**row, "cpu": meter.percent}
+
+    ceiling = measured(lambda: asyncio.run(_raw_pipelined(servers.redis_url, room, sales[0], args.seconds)))
+    raw = measured(lambda: asyncio.run(_raw(servers.redis_url, room, sales[1], args.seconds, args.concurrency)))
+    # For the reader, not the goal: how far Redis itself goes when its client overlaps it.
+    saturated = measured(lambda: asyncio.run(_raw_pipelined(servers.redis_url, room, sales[3], args.seconds,
+                                                            inflight=2)))
     if pin:
         _pin(REDIS_SIDE)  # this process only waits for the buyers from here on
     spec = GenSpec("throughput", args.client, servers.ports, room, sales[2], list(range(args.buyers)), seconds=args.seconds,
                    cpus=sorted(REDIS_SIDE) if pin else None)
-    through = _through_server(spec, args.generators, pids, args.profile)
+    through = servers.aof_rewrite_during(lambda: _through_server(spec, args.generators, pids, args.profile))
     audits = [servers.audit(sale) for sale in sales]  # every path's orders, not only the server's
     audit_ok = all(a["ok"] for a in audits)
     return {"raw_pipelined": ceiling, "raw_evalsha": raw, "raw_pipelined_2": saturated, "through_server": through,
@@ -699,6 +717,9 @@ def _print_round(args: argparse.Namespace, r: dict[str, Any]) -> None:
           f"failures: {through['attempts'] - through['ok']}   audit ok: {r['audit_ok']}")
     if through["n_errors"]:
         print(f"client errors: {through['n_errors']}, e.g. {through['errors'][:3]}")
+    forked = [name for name, row in rows if row["aof_rewrite"]]
+    if forked:
+        print(f"Redis rewrote its AOF (a fork copying the data set) during: {'; '.join(forked)}")
 
 
 def _throughput(args: argparse.Namespace) -> int:

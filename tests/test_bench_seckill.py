@@ -27,6 +27,7 @@ def test_seckill_throughput_smoke(tmp_path: Path) -> None:
     for rnd in r["rounds"]:
         for path in ("raw_pipelined", "raw_evalsha", "raw_pipelined_2", "through_server"):
             assert rnd[path]["attempts"] > 0 and rnd[path]["per_s"] > 0, (path, rnd[path])
+            assert isinstance(rnd[path]["aof_rewrite"], bool), (path, rnd[path])
         through = rnd["through_server"]
         assert through["ok"] == through["attempts"] and through["n_errors"] == 0, through
         assert len(rnd["audits"]) == 4 and rnd["audit_ok"] is True, rnd["audits"]
