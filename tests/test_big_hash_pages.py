@@ -30,6 +30,9 @@ async def test_orders_and_big_hash_read_every_entry_once(redis_backend: RedisSer
         assert len(read) == N
         assert {o["id"]: o for o in read} == orders
 
+        s1 = await store.orders(room_name, keep=lambda o: o["sale"] == "s1")
+        assert sorted(o["id"] for o in s1) == sorted(k for k, v in orders.items() if v["sale"] == "s1")
+
         holders = await store.big_hash(keys.sale_users("s1"))
         assert holders == {f"u{i}": str(i) for i in range(N)}
         pages = [page async for page in store.hash_pages(keys.sale_users("s1"))]

@@ -214,7 +214,7 @@ class Groups(CommerceKind):
         group = await self.group(group_id)
         room = group["room"]
         teams = await self.store.teams(room, group_id)
-        orders = {o["id"]: o for o in await self.store.orders(room) if o.get("group") == group_id}
+        orders = {o["id"]: o for o in await self.store.orders(room, keep=lambda o: o.get("group") == group_id)}
         streamed = await self.store.order_stream_group_types(room, group_id)
         holders = {u: int(n) for u, n in (await self.store.big_hash(CommerceKeys(room).group_users(group_id))).items()}
         problems: list[str] = []

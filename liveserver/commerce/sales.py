@@ -225,7 +225,7 @@ class Sales(CommerceKind):
         sale = await self.sale(sale_id)
         room = sale["room"]
         keys = CommerceKeys(room)
-        orders = [o for o in await self.store.orders(room) if o.get("sale") == sale_id]
+        orders = await self.store.orders(room, keep=lambda o: o.get("sale") == sale_id)
         holders = {u: int(n) for u, n in (await self.store.big_hash(keys.sale_users(sale_id))).items()}
         streamed = await self.store.order_stream_types(room, sale_id)
         by_status = {"reserved": 0, "paid": 0, "expired": 0}

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import orjson
 
@@ -164,11 +164,15 @@ class CommerceStore:
         raw = await self._redis.hget(CommerceKeys(room).order_data(), order_id)
         return json.loads(raw) if raw else None
 
-    async def orders(self, room: str) -> list[dict[str, Any]]:
-        """Every order of the room (audits), read and decoded a page at a time."""
+    async def orders(self, room: str, keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Every order of the room that `keep` keeps (audits: one sale's or group deal's),
+        read, decoded and filtered a page at a time."""
         orders: dict[str, dict[str, Any]] = {}
         async for page in self.hash_pages(CommerceKeys(room).order_data()):
-            orders.update((order_id, orjson.loads(raw)) for order_id, raw in page.items())
+            for order_id, raw in page.items():
+                order = orjson.loads(raw)
+                if keep is None or keep(order):
+                    orders[order_id] = order
         return list(orders.values())
 
     async def pay(self, room: str, order_id: str, sale_id: str) -> dict[str, Any]:
