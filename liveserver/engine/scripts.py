@@ -337,26 +337,14 @@ def pack_evalsha(script: LuaScript, keys: Sequence[str], args: Sequence[Any]) ->
     """EVALSHA of `script` in RESP, packed here rather than by redis-py's pipeline: one
     buy is ~20 arguments, and redis-py's per-argument packing was a tenth of the node's
     CPU in the seckill bench (loadtest/seckill_bench.py). The head (command, sha, key
-    count) is packed once per shape, and str/int arguments inline, as `_bulk` packs them
-    (a call per argument was a quarter of a buy's packing time)."""
+    count) is packed once per shape."""
     shape = (script.sha, len(keys), len(args))
     head = _EVALSHA_HEADS.get(shape)
     if head is None:
         head = _EVALSHA_HEADS[shape] = b"".join([
             b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % (3 + len(keys) + len(args), script.sha.encode()),
             _bulk(len(keys))])
-    parts = [head, *map(_key_bulk, keys)]
-    for arg in args:
-        cls = type(arg)
-        if cls is str:
-            data = arg.encode()
-        elif cls is int:
-            data = b"%d" % arg
-        else:
-            parts.append(_bulk(arg))
-            continue
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
+    return b"".join([head, *map(_key_bulk, keys), *map(_bulk, args)])
 
 
 async def pool_pipeline(pool: ConnectionPool, payload: bytes, count: int) -> list[Any]:
