@@ -129,7 +129,7 @@ class Polls(CommerceKind):
         poll, _tallies = await self.poll(poll_id)
         if "correct" not in poll:
             raise OpError(ErrorCode.NOT_STARTED, "the correct option is not revealed yet")
-        votes = await self.store.hash(CommerceKeys(poll["room"]).voters(poll_id))
+        votes = await self.store.big_hash(CommerceKeys(poll["room"]).voters(poll_id))  # one field per voter
         return sorted(u for u, option in votes.items() if int(option) == poll["correct"])
 
     async def reward(self, poll_id: str, title: str, amount: int, min_spend: int, valid_s: int) -> dict[str, Any]:

@@ -86,13 +86,15 @@ class CommerceStore:
         return list(await self._redis.zrange(index, -count, -1))
 
     async def hash(self, key: str) -> dict[str, str]:
+        """An object's hash, read at one moment (a sale's counters are checked together)."""
         return await self._redis.hgetall(key)
 
     async def hash_pages(self, key: str, count: int = 1000) -> AsyncIterator[dict[str, str]]:
-        """A hash that may be big (a room's orders, a sale's buyers), read in HSCAN pages: one
-        HGETALL of a million orders holds the node's loop for seconds while it is parsed and
-        decoded, and every viewer of the node waits. A field HSCAN returns again (during a
-        rehash) comes again; callers that collect into a dict keep it once."""
+        """A hash that may be big (a room's orders, a sale's buyers, a quiz's voters), read in
+        HSCAN pages: one HGETALL of a million orders holds the node's loop for seconds while
+        it is parsed and decoded, and every viewer of the node waits. Pages are not one
+        snapshot (`hash` is). A field HSCAN returns again (during a rehash) comes again;
+        callers that collect into a dict keep it once."""
         cursor = 0
         while True:
             cursor, page = await self._redis.hscan(key, cursor, count=count)
