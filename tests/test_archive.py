@@ -146,3 +146,29 @@ async def test_a_lost_stream_owes_the_archive_nothing(redis_backend: RedisServer
         assert client.hget(keys.meta, "epoch") != epoch
         assert await engine.reports.archive_pass([room], 500) == (1, False)
         assert [eid for eid, _f in client.xrange(keys.archive)] == sent[:3] + sent[5:]
+
+
+def _id(offset: str) -> tuple[int, int]:
+    ms, seq = offset.split("-")
+    return int(ms), int(seq)
+
+
+async def test_a_new_stream_numbers_after_the_lost_one(redis_backend: RedisServer | RedisClusterServers) -> None:
+    """The lost stream's last event was written by a primary whose clock ran ahead (or in
+    the same millisecond as the next one): the new stream still numbers after it, so
+    offsets only grow and the archive copies the new event, which a clock-numbered id at or
+    below the archive's last one would have hidden from it forever."""
+    client = redis_backend.client()
+    async with _room(redis_backend.url, 10) as (room, keys, engine):
+        sent = await _publish(engine, room, 1)
+        ahead = f"{_id(sent[0])[0] + 3_600_000}-7"  # an hour ahead of this Redis's clock
+        client.xadd(keys.events, {"k": "notice", "ts": "0", "d": '{"text":"ahead"}'}, id=ahead)
+        client.hset(keys.meta, "last", ahead)
+        await _archive_all(engine, room, archivers=1, count=500)
+        assert client.hget(keys.meta, "archived_last") == ahead
+        client.delete(keys.events)
+
+        sent += [ahead] + await _publish(engine, room, 2, start=1)
+        assert _id(sent[2]) == (_id(ahead)[0], 8) and _id(sent[3]) > _id(sent[2])
+        assert await engine.reports.archive_pass([room], 500) == (2, False)
+        assert [eid for eid, _f in client.xrange(keys.archive)] == sent
