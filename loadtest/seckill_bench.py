@@ -14,7 +14,10 @@ ceiling issue 13's goal is measured against), raw EVALSHA from `--concurrency` r
 coroutines, two such pipelines in flight (for the reader: the client packs while Redis
 runs, so the two overlap; not the goal's ceiling), and `--buyers` websocket
 buyers through the server, each sending `buy` and awaiting its reply (closed loop). Each
-path gets a fresh sale. `--rounds N` runs the paths N times in turn and reports the
+path gets a fresh sale, and starts right after an AOF rewrite that it waits for (so
+Redis's automatic rewrite, a fork copying the data set on a 2-core box, falls in a path
+only if that path's own writes double the AOF; each row still says whether one ran).
+`--rounds N` runs the paths N times in turn and reports the
 median ratio: on a shared 2-core box one pair of 10 s runs swings by +-10 %.
 
 `--mode rush`: `--buyers` distinct signed-in users (one websocket each: a buy is made by
@@ -58,6 +61,7 @@ import httpx
 from hdrh.histogram import HdrHistogram
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from liveserver.core.auth import mint
 from liveserver.engine.commerce_keys import CommerceKeys
@@ -608,8 +612,29 @@ class Servers:
             info = r.info("all")
         return int(info["total_forks"]), bool(info["aof_rewrite_in_progress"])
 
+    def settle_aof(self, timeout: float = 120) -> None:
+        """Rewrite the AOF now and wait for it to end, so each path starts from the same
+        state: a compact AOF and no rewrite running. Redis's automatic rewrite starts when
+        the AOF has doubled since the last one; without this, which path it lands in (and
+        how big the data set it copies is) depends on what ran before."""
+        with SyncRedis.from_url(self.redis_url) as r:
+            try:
+                r.bgrewriteaof()
+            except ResponseError:
+                pass  # one runs already: waiting for it is the same
+            deadline = time.monotonic() + timeout
+            while True:
+                info = r.info("persistence")
+                if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+                    return
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"Redis's AOF rewrite did not end within {timeout:.0f} s")
+                time.sleep(0.1)
+
     def aof_rewrite_during(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """`run()`'s result, with `aof_rewrite`: whether a rewrite ran at any time during it."""
+        """`run()`'s result, after settling the AOF, with `aof_rewrite`: whether a rewrite
+        ran at any time during it all the same."""
+        self.settle_aof()
         forks, busy = self.rewrites()
         row = run()
         forks_after, busy_after = self.rewrites()
