@@ -501,11 +501,15 @@ async def _generate(spec: GenSpec, pipe: Any) -> None:
     result.cpu_s = time.process_time() - cpu0
     result.ok = result.codes.get("ok", 0)
     result.hist = hist.encode().decode() if hist.get_total_count() else ""
+    # Report first, close only when every generator has reported: a generator that is done
+    # early would otherwise close its thousands of sockets while the others' buyers still
+    # wait, and the nodes' work for those closes (and the online count they push to every
+    # viewer left) would land in the others' latencies. Buyers stay in the room after a buy.
+    pipe.send(result)
+    await loop.run_in_executor(None, pipe.poll, 60)
     for ws in conns:
         ws.close()
     await asyncio.sleep(0.2)
-    del loop
-    pipe.send(result)
 
 
 def _profile_nodes(pids: list[int], out_dir: str | None, seconds: float) -> list[subprocess.Popen[bytes]]:
@@ -545,6 +549,8 @@ def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int
         time.sleep(max(0.0, start_at - time.time()))
         with CpuMeter({**cpu_pids, "client": [proc.pid for proc in procs]}) as cpu:
             results: list[GenResult] = [p.recv() for p in pipes]
+        for p in pipes:
+            p.send("close")
         for spy in spies:
             spy.wait(timeout=60)
     finally:
