@@ -524,8 +524,10 @@ def _profile_nodes(pids: list[int], out_dir: str | None, seconds: float) -> list
 
 
 def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int]],
-                    profile: str | None = None) -> dict[str, Any]:
-    """Start `generators` buyer processes, wait until all are connected, start them together."""
+                    profile: str | None = None, count: Callable[[], int] | None = None) -> dict[str, Any]:
+    """Start `generators` buyer processes, wait until all are connected, start them together.
+    `count` (a node counter) is read at the start and once every buyer is answered: the
+    result's `counted` is its difference."""
     ctx = mp.get_context("spawn")
     procs, pipes = [], []
     for g in range(generators):
@@ -542,6 +544,7 @@ def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int
             if not p.poll(600):
                 raise SystemExit("a buyer generator did not connect in time")
             p.recv()
+        counted = count() if count else 0
         start_at = time.time() + 0.3
         for p in pipes:
             p.send(start_at)
@@ -549,6 +552,7 @@ def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int
         time.sleep(max(0.0, start_at - time.time()))
         with CpuMeter({**cpu_pids, "client": [proc.pid for proc in procs]}) as cpu:
             results: list[GenResult] = [p.recv() for p in pipes]
+        counted = count() - counted if count else 0
         for p in pipes:
             p.send("close")
         for spy in spies:
@@ -568,7 +572,7 @@ def _through_server(spec: GenSpec, generators: int, cpu_pids: dict[str, list[int
     ok = codes.get("ok", 0)
     return {"attempts": sum(codes.values()), "ok": ok, "per_s": (ok if spec.mode != "rush" else sum(codes.values())) / wall,
             "codes": codes, "errors": errors[:10], "n_errors": len(errors), "cpu": cpu.percent,
-            "client_cpu": 100 * sum(r.cpu_s for r in results) / wall, **_percentiles(hist)}
+            "client_cpu": 100 * sum(r.cpu_s for r in results) / wall, "counted": counted, **_percentiles(hist)}
 
 
 # -- set-up --------------------------------------------------------------------------------
@@ -646,14 +650,22 @@ class Servers:
         forks_after, busy_after = self.rewrites()
         return {**row, "aof_rewrite": busy or busy_after or forks_after > forks}
 
-    def buys_gated(self) -> int:
-        """Buys the nodes answered `sold_out` by their sold-out gate, without Redis."""
+    def metric_total(self, name: str) -> int:
+        """A counter of the nodes' /metrics, summed over the nodes."""
         total = 0
         for port in self.ports:
             for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-                if line.startswith("liveserver_buys_gated_total "):
+                if line.startswith(f"{name} "):
                     total += int(float(line.split()[1]))
         return total
+
+    def buys_gated(self) -> int:
+        """Buys the nodes answered `sold_out` by their sold-out gate, without Redis."""
+        return self.metric_total("liveserver_buys_gated_total")
+
+    def frames_pushed(self) -> int:
+        """Batch frames the nodes' ticks queued to viewers (stock, sold out, counters)."""
+        return self.metric_total("liveserver_frames_sent_total")
 
     @property
     def cpu_pids(self) -> dict[str, list[int]]:
@@ -806,7 +818,7 @@ def _rush(args: argparse.Namespace) -> int:
         sale = servers.new_sale(room, args.stock, 1)
         spec = GenSpec("rush", args.client, servers.ports, room, sale, list(range(args.buyers)),
                        window_s=args.window_ms / 1000)
-        through = _through_server(spec, generators, pids, args.profile)
+        through = _through_server(spec, generators, pids, args.profile, servers.frames_pushed)
         audit = servers.audit(sale)
         through["gated"] = servers.buys_gated()
     finally:
@@ -836,6 +848,8 @@ def _rush(args: argparse.Namespace) -> int:
           f"every buyer answered: {through['attempts'] == args.buyers}   audit ok: {audit['ok']}   "
           f"p99 <= 500 ms: {through['p99'] <= 500}")
     print(f"sold_out answered by the nodes' sold-out gate, without Redis: {through['gated']:,} of {sold_out:,}")
+    print(f"batch frames the nodes pushed to viewers during the rush (stock, sold out, counters): "
+          f"{through['counted']:,} ({through['counted'] / args.buyers:.1f} per buyer)")
     if through["n_errors"]:
         print(f"client errors: {through['n_errors']}, e.g. {through['errors'][:3]}")
     if args.json:

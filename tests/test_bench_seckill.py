@@ -42,3 +42,4 @@ def test_seckill_rush_smoke(tmp_path: Path) -> None:
     assert through["attempts"] == 200 and through["codes"] == {"ok": 20, "sold_out": 180}, through["codes"]
     assert r["audit"]["orders"] == 20 and r["audit"]["ok"] is True, r["audit"]
     assert r["base_audit"]["orders"] == 20, r["base_audit"]
+    assert isinstance(through["counted"], int) and through["counted"] >= 0, through  # frames pushed in the rush
