@@ -505,11 +505,12 @@ async def _generate(spec: GenSpec, pipe: Any) -> None:
             t0 = time.perf_counter()
             record(await ws.request(prefix % (i, user, i)), i, t0)
 
+    rush_frame = b'{"op":"buy","id":1,"sale":"' + spec.sale.encode() + b'","qty":1,"key":"rush-%d"}'
+
     async def rush_buyer(user: int, ws: Any, at: float) -> None:
         await asyncio.sleep(at)
         t0 = time.perf_counter()
-        data = b'{"op":"buy","id":1,"sale":"%s","qty":1,"key":"rush-%d"}' % (spec.sale.encode(), user)
-        record(await ws.request(data), 1, t0)
+        record(await ws.request(rush_frame % user), 1, t0)
 
     def rush_lean() -> asyncio.Future[None]:
         """Each buyer's press is a timer callback, and its reply a callback from the socket
@@ -524,7 +525,6 @@ async def _generate(spec: GenSpec, pipe: Any) -> None:
 
         def press(user: int, ws: LeanWebSocket) -> None:
             t0 = time.perf_counter()
-            data = b'{"op":"buy","id":1,"sale":"%s","qty":1,"key":"rush-%d"}' % (spec.sale.encode(), user)
 
             def on_reply(reply: bytes) -> None:
                 record(reply, 1, t0)
@@ -537,7 +537,7 @@ async def _generate(spec: GenSpec, pipe: Any) -> None:
             if ws.closed:
                 on_lost()
             else:
-                ws.send_once(data, on_reply, on_lost)
+                ws.send_once(rush_frame % user, on_reply, on_lost)
 
         rng = random.Random(os.getpid())
         base = loop.time()
